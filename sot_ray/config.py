@@ -154,7 +154,7 @@ def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
     unknown = [k for k in data if k not in names]
     if unknown:
         raise SotError(
-            f"unknown config key {prefix}{unknown[0]!r}; valid keys: {', '.join(valid_keys(cls, prefix))}"
+            f"unknown config key {prefix + unknown[0]!r}; valid keys: {', '.join(valid_keys(cls, prefix))}"
         )
     kwargs = {}
     for name, value in data.items():
@@ -218,13 +218,14 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def build_config(cls: type[T], file: str | None = None, overrides: list[str] | None = None,
-                 base: dict | None = None) -> T:
-    """defaults <- ``base`` (e.g. CLI options) <- YAML file <- ``--set`` overrides; validated."""
-    data = merge(to_dict(cls()), base or {})
+                 flags: dict | None = None) -> T:
+    """defaults <- YAML ``file`` <- command-line ``flags`` <- ``--set`` overrides; validated."""
+    data = to_dict(cls())
     if file:
         file_data = load_yaml(file)
         from_dict(cls, file_data)  # unknown keys / wrong types in the file itself
         data = merge(data, file_data)
+    data = merge(data, flags or {})
     data = apply_overrides(data, overrides or [], cls)
     cfg = from_dict(cls, data)
     validate(cfg)
@@ -240,8 +241,8 @@ def validate(cfg: TeacherConfig) -> None:
     get_spec(cfg.model)
     if cfg.data.name not in DATASETS:
         raise SotError(f"unknown dataset {cfg.data.name!r}; valid datasets: {', '.join(DATASETS)}")
-    if not 0.0 <= cfg.data.val_fraction < 1.0:
-        raise SotError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+    if not 0.0 < cfg.data.val_fraction < 1.0:
+        raise SotError(f"data.val_fraction must be in (0, 1), got {cfg.data.val_fraction}")
     for name in ("lip_coef", "consist_coef"):
         v = getattr(cfg.reg, name)
         if not v >= 0.0 or v == float("inf"):

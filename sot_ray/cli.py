@@ -1,0 +1,158 @@
+"""The ``sot-ray`` command line. Parses, validates, prints and exits; the work is elsewhere.
+
+    sot-ray train teacher --dataset digits --model resnet8 --epochs 5 --out runs/t1
+    sot-ray models --num-classes 100
+    sot-ray datasets
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import __version__
+from .errors import SotError
+
+
+class _Group(click.Group):
+    """Turns a :class:`SotError` (bad input) into a one-line ``Error: ...`` and exit status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SotError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; completed epochs are checkpointed (rerun with --resume)", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sot-ray")
+def cli():
+    """sot-ray: student-oriented teacher training (SoTeacher) for knowledge distillation.
+
+    \b
+    Example:
+      sot-ray train teacher --dataset digits --model resnet8 --epochs 5 --out runs/t1
+      tensorboard --logdir runs/t1/tb
+    """
+
+
+@cli.group(cls=_Group)
+def train():
+    """Train one network (no Ray, no sweep).
+
+    \b
+    Example:
+      sot-ray train teacher --dataset digits --model resnet8 --epochs 5 --out runs/t1
+    """
+
+
+def _flags(**given) -> dict:
+    """Nested config dict of the options the user actually gave."""
+    out: dict = {}
+    for dotted, value in given.items():
+        if value is None:
+            continue
+        node = out
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+@train.command("teacher")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Dotted override, e.g. --set optim.lr=0.1 (repeatable; type-checked).")
+@click.option("--dataset", help="cifar100 | tinyimagenet | digits | synthetic (default digits).")
+@click.option("--model", help="A zoo model (see `sot-ray models`; default resnet8).")
+@click.option("--epochs", type=int, help="Training epochs (default 240).")
+@click.option("--lip-coef", type=float, help="Lipschitz penalty coefficient (default 1e-5; 0 = off).")
+@click.option("--consist-coef", type=float, help="Consistency coefficient (default 1.0; 0 = off).")
+@click.option("--consist-schedule", help="linear | step | cosine | cycle | constant (default linear).")
+@click.option("--seed", type=int, help="Seed of initialisation, order and augmentation (default 0).")
+@click.option("--batch-size", type=int, help="Training batch size (default 64).")
+@click.option("--lr", type=float, help="Learning rate (default: the paper's for the model).")
+@click.option("--data-root", type=click.Path(file_okay=False),
+              help="Folder of the cifar100 / tinyimagenet files (default $SOT_DATA_ROOT, else ~/.cache/sot-ray/data).")
+@click.option("--download", is_flag=True, default=None, help="Download the data set if it is missing.")
+@click.option("--device", help="auto | cpu | cuda | cuda:N (default auto).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to create.")
+@click.option("--resume", is_flag=True, help="Continue the run already in --out from its last checkpoint.")
+def train_teacher(config_file, overrides, dataset, model, epochs, lip_coef, consist_coef,
+                  consist_schedule, seed, batch_size, lr, data_root, download, device, out, resume):
+    """Train one SoTeacher teacher: CE + lip_coef*Lip + consist_weight(epoch)*Consist.
+
+    Leaves in OUT: config.yaml, checkpoints/{last,best}.pt, tb/ (TensorBoard), history.jsonl
+    and metrics.json. A standard teacher is --lip-coef 0 --consist-coef 0.
+
+    \b
+    Example:
+      sot-ray train teacher --dataset digits --model resnet8 --epochs 5 \\
+          --lip-coef 1e-5 --consist-coef 1.0 --out runs/t1
+    """
+    from .config import TeacherConfig, build_config
+    from .engine import TeacherTrainer
+
+    flags = _flags(**{
+        "data.name": dataset, "model": model, "train.epochs": epochs, "reg.lip_coef": lip_coef,
+        "reg.consist_coef": consist_coef, "reg.consist_schedule": consist_schedule,
+        "train.seed": seed, "optim.batch_size": batch_size, "optim.lr": lr,
+        "data.root": data_root, "data.download": download, "train.device": device,
+    })
+    cfg = build_config(TeacherConfig, config_file, list(overrides), flags)
+    TeacherTrainer(cfg, out, resume=resume, log=click.echo).run()
+
+
+@cli.command("models")
+@click.option("--num-classes", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Class count the parameter counts are given for.")
+@click.option("--pattern", default="*", show_default=True, help="Wildcard filter on names.")
+def models_cmd(num_classes, pattern):
+    """List the model zoo with parameter counts.
+
+    \b
+    Example:
+      sot-ray models --num-classes 10 --pattern 'wrn*'
+    """
+    from .models import count_parameters, create_model, get_spec, list_models
+
+    names = list_models(pattern)
+    if not names:
+        raise SotError(f"no model matches {pattern!r}")
+    click.echo(f"{'model':<14}{'params':>14}  {'lr':>6}  64x64 in reference")
+    for name in names:
+        spec = get_spec(name)
+        n = count_parameters(create_model(name, num_classes))
+        click.echo(f"{name:<14}{n:>14,}  {spec.lr:>6}  {'yes' if spec.native_64 else 'no'}")
+
+
+@cli.command("datasets")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Folder to describe (default $SOT_DATA_ROOT, else ~/.cache/sot-ray/data).")
+def datasets_cmd(data_root):
+    """List the data sets and where each expects its files.
+
+    \b
+    Example:
+      SOT_DATA_ROOT=/data sot-ray datasets
+    """
+    from .config import DataConfig
+    from .data import DATASETS, DESCRIPTIONS, data_root as root_of
+
+    root = root_of(DataConfig(root=data_root))
+    click.echo(f"data root: {root}")
+    for name, module in DATASETS.items():
+        click.echo(f"{name:<13}{DESCRIPTIONS[name]}")
+        click.echo(f"{'':<13}files: {module.where(root)}")
+
+
+def main() -> None:
+    cli(prog_name="sot-ray")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
