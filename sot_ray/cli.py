@@ -16,13 +16,19 @@ from .errors import SotError
 
 
 class _Group(click.Group):
-    """Turns a :class:`SotError` (bad input) into a one-line ``Error: ...`` and exit status 1."""
+    """Turns bad input (a :class:`SotError`, or a malformed option of a subcommand) into a
+    one-line ``Error: ...`` and a non-zero exit status, never a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SotError as exc:
             raise click.ClickException(str(exc)) from None
+        except click.UsageError as exc:
+            if exc.ctx is None:  # already made one line by an inner group
+                raise
+            # the same error without click's multi-line usage block
+            raise click.UsageError(f"{exc.format_message()} (see '{exc.ctx.command_path} --help')") from None
         except KeyboardInterrupt:
             click.echo("interrupted; completed epochs are checkpointed (rerun with --resume)", err=True)
             ctx.exit(130)
