@@ -21,6 +21,21 @@ class ModelOutput(NamedTuple):
     preact_feats: list[torch.Tensor]
 
 
+class Stage(nn.Sequential):
+    """A sequence of blocks that returns ``(output, pre-activation output)``.
+
+    Blocks return ``(out, pre)`` where they end on a ReLU; a block that returns one tensor
+    (e.g. a ShuffleNetV2 down-sampling unit) counts as its own pre-activation.
+    """
+
+    def forward(self, x):
+        pre = x
+        for block in self:
+            out = block(x)
+            x, pre = out if isinstance(out, tuple) else (out, out)
+        return x, pre
+
+
 def init_he_fan_out_(model: nn.Module) -> None:
     """He-normal (fan-out) convolutions, unit BN; used by the ResNet families."""
     for m in model.modules():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ModelOutput, init_he_fan_out_
+from .base import ModelOutput, Stage, init_he_fan_out_
 from .registry import register
 
 
@@ -30,14 +30,6 @@ class _Block(nn.Module):
         return F.relu(pre), pre
 
 
-class _Stage(nn.Sequential):
-    def forward(self, x):
-        pre = x
-        for block in self:
-            x, pre = block(x)
-        return x, pre
-
-
 class CifarResNet(nn.Module):
     def __init__(self, depth: int, widths: tuple[int, int, int, int], num_classes: int = 100):
         super().__init__()
@@ -51,7 +43,7 @@ class CifarResNet(nn.Module):
         for i, w in enumerate(widths[1:]):
             stride = 1 if i == 0 else 2
             blocks = [_Block(cin if j == 0 else w, w, stride if j == 0 else 1) for j in range(n)]
-            stages.append(_Stage(*blocks))
+            stages.append(Stage(*blocks))
             cin = w
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ModelOutput, init_he_fan_out_
+from .base import ModelOutput, Stage, init_he_fan_out_
 from .registry import register
 
 
@@ -53,14 +53,6 @@ class _Bottleneck(nn.Module):
         return F.relu(pre), pre
 
 
-class _Stage(nn.Sequential):
-    def forward(self, x):
-        pre = x
-        for block in self:
-            x, pre = block(x)
-        return x, pre
-
-
 class ImageNetResNet(nn.Module):
     def __init__(self, block, counts: tuple[int, int, int, int], num_classes: int = 100):
         super().__init__()
@@ -72,7 +64,7 @@ class ImageNetResNet(nn.Module):
             for j in range(n):
                 blocks.append(block(cin, planes, (1 if i == 0 else 2) if j == 0 else 1))
                 cin = planes * block.expansion
-            stages.append(_Stage(*blocks))
+            stages.append(Stage(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(cin, num_classes)

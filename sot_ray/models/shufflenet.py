@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ModelOutput
+from .base import ModelOutput, Stage
 from .registry import register
 
 
@@ -18,15 +18,6 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1):
     return nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)
-
-
-class _Stage(nn.Sequential):
-    def forward(self, x):
-        pre = x
-        for block in self:
-            out = block(x)
-            x, pre = out if isinstance(out, tuple) else (out, out)
-        return x, pre
 
 
 class _V1Unit(nn.Module):
@@ -61,7 +52,7 @@ class ShuffleNetV1(nn.Module):
                 # a strided unit concatenates its pooled input, so its branch makes w - cin
                 units.append(_V1Unit(cin, w - cin if i == 0 else w, 2 if i == 0 else 1, groups))
                 cin = w
-            stages.append(_Stage(*units))
+            stages.append(Stage(*units))
         self.layer1, self.layer2, self.layer3 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(cin, num_classes)
@@ -115,7 +106,7 @@ class ShuffleNetV2(nn.Module):
         self.conv1, self.bn1 = _conv_bn(3, 24, 1)
         cin, stages = 24, []
         for w, n in zip(widths[:3], counts):
-            stages.append(_Stage(_V2Down(cin, w), *[_V2Unit(w) for _ in range(n)]))
+            stages.append(Stage(_V2Down(cin, w), *[_V2Unit(w) for _ in range(n)]))
             cin = w
         self.layer1, self.layer2, self.layer3 = stages
         self.conv2, self.bn2 = _conv_bn(cin, widths[3], 1)
