@@ -76,6 +76,26 @@ class TeacherConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+@dataclass
+class DistillConfig:
+    method: str = "kd"
+    ce_weight: float | None = None  # None: the method's default (see `sot-ray methods`)
+    kd_weight: float | None = None
+    feat_weight: float | None = None
+    temperature: float = 4.0
+
+
+@dataclass
+class StudentConfig:
+    teacher: str = ""  # a teacher run folder or checkpoint file
+    teacher_checkpoint: str = "last"  # last | best (the paper distills from the last epoch)
+    model: str = "resnet8"
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
 SELECT_METRICS = {"val/acc": "max", "val/nll": "min", "val/ece": "min"}
 
 
@@ -218,9 +238,9 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def build_config(cls: type[T], file: str | None = None, overrides: list[str] | None = None,
-                 flags: dict | None = None) -> T:
-    """defaults <- YAML ``file`` <- command-line ``flags`` <- ``--set`` overrides; validated."""
-    data = to_dict(cls())
+                 flags: dict | None = None, base: dict | None = None) -> T:
+    """defaults <- ``base`` <- YAML ``file`` <- command-line ``flags`` <- ``--set``; validated."""
+    data = merge(to_dict(cls()), base or {})
     if file:
         file_data = load_yaml(file)
         from_dict(cls, file_data)  # unknown keys / wrong types in the file itself
@@ -232,27 +252,20 @@ def build_config(cls: type[T], file: str | None = None, overrides: list[str] | N
     return cfg
 
 
-def validate(cfg: TeacherConfig) -> None:
+def validate(cfg) -> None:
     """Ranges and names; the first problem found is raised as a one-line error."""
     from .data import DATASETS
     from .models import get_spec
-    from .regularizers import SCHEDULES
 
     get_spec(cfg.model)
+    if isinstance(cfg, TeacherConfig):
+        _validate_reg(cfg.reg)
+    if isinstance(cfg, StudentConfig):
+        _validate_distill(cfg)
     if cfg.data.name not in DATASETS:
         raise SotError(f"unknown dataset {cfg.data.name!r}; valid datasets: {', '.join(DATASETS)}")
     if not 0.0 < cfg.data.val_fraction < 1.0:
         raise SotError(f"data.val_fraction must be in (0, 1), got {cfg.data.val_fraction}")
-    for name in ("lip_coef", "consist_coef"):
-        v = getattr(cfg.reg, name)
-        if not v >= 0.0 or v == float("inf"):
-            raise SotError(f"reg.{name} must be a finite number >= 0, got {v}")
-    if cfg.reg.consist_schedule not in SCHEDULES:
-        raise SotError(
-            f"unknown consistency schedule {cfg.reg.consist_schedule!r}; valid: {', '.join(SCHEDULES)}"
-        )
-    if cfg.reg.consist_start_at < 0:
-        raise SotError("reg.consist_start_at must be >= 0")
     if cfg.train.epochs < 1:
         raise SotError(f"train.epochs must be >= 1, got {cfg.train.epochs}")
     if cfg.optim.batch_size < 1 or cfg.train.eval_batch_size < 1:
@@ -267,6 +280,38 @@ def validate(cfg: TeacherConfig) -> None:
         )
     if cfg.data.num_workers < 0:
         raise SotError("data.num_workers must be >= 0")
+
+
+def _nonneg(name: str, v: float) -> None:
+    if not v >= 0.0 or v == float("inf"):
+        raise SotError(f"{name} must be a finite number >= 0, got {v}")
+
+
+def _validate_reg(reg: RegConfig) -> None:
+    from .regularizers import SCHEDULES
+
+    _nonneg("reg.lip_coef", reg.lip_coef)
+    _nonneg("reg.consist_coef", reg.consist_coef)
+    if reg.consist_schedule not in SCHEDULES:
+        raise SotError(f"unknown consistency schedule {reg.consist_schedule!r}; valid: {', '.join(SCHEDULES)}")
+    if reg.consist_start_at < 0:
+        raise SotError("reg.consist_start_at must be >= 0")
+
+
+def _validate_distill(cfg: StudentConfig) -> None:
+    from .distillers import get_method
+
+    get_method(cfg.distill.method)
+    for name in ("ce_weight", "kd_weight", "feat_weight"):
+        v = getattr(cfg.distill, name)
+        if v is not None:
+            _nonneg(f"distill.{name}", v)
+    if not cfg.distill.temperature > 0:
+        raise SotError(f"distill.temperature must be > 0, got {cfg.distill.temperature}")
+    if not cfg.teacher:
+        raise SotError("no teacher given (--teacher RUN_FOLDER_OR_CHECKPOINT)")
+    if cfg.teacher_checkpoint not in ("last", "best"):
+        raise SotError(f"teacher_checkpoint must be last or best, got {cfg.teacher_checkpoint!r}")
 
 
 def resolved_lr(cfg: TeacherConfig) -> float:

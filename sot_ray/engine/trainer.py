@@ -84,6 +84,13 @@ class Trainer:
     def start_epoch(self, epoch: int) -> dict[str, float]:
         return {}
 
+    def train_mode(self) -> None:
+        self.model.train()
+
+    def final_metrics(self, test_loader) -> dict[str, float]:
+        """Extra test metrics of the current weights (students: agreement with the teacher)."""
+        return {}
+
     def compute_loss(self, x, y, idx) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
@@ -181,7 +188,7 @@ class Trainer:
     # ---------------------------------------------------------------- pieces
 
     def _train_epoch(self, loader, epoch: int) -> dict[str, float]:
-        self.model.train()
+        self.train_mode()
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=self.device)
         seen = 0
@@ -249,16 +256,18 @@ class Trainer:
         last = {k: v for k, v in last_row.items() if k.startswith(("val/", "train/", "reg/"))}
         last["epoch"] = last_row.get("epoch", cfg.train.epochs)
         last.update({f"test/{k}": v for k, v in self._evaluate(test_loader).items()})
+        last.update(self.final_metrics(test_loader))
         best = dict(best or {})
         best_ck = load_checkpoint(self.out / rundir.BEST, map_location=self.device)
         state = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(best_ck["model"])
         best.update({f"test/{k}": v for k, v in self._evaluate(test_loader).items()})
+        best.update(self.final_metrics(test_loader))
         self.model.load_state_dict(state)
         step = cfg.train.epochs
-        for k in ("acc", "nll", "ece"):
-            writer.add_scalar(f"test/{k}", last[f"test/{k}"], step)
-            writer.add_scalar(f"test/{k}_best", best[f"test/{k}"], step)
+        for k in [k for k in last if k.startswith("test/")]:
+            writer.add_scalar(k, last[k], step)
+            writer.add_scalar(f"{k}_best", best[k], step)
         summary = {
             "status": "finished", "kind": self.kind, "run_id": self.run_id,
             "model": cfg.model, "dataset": cfg.data.name, "seed": cfg.train.seed,
