@@ -42,7 +42,8 @@ def cli():
     \b
     Example:
       sot-ray train teacher --dataset digits --model resnet8 --epochs 5 --out runs/t1
-      tensorboard --logdir runs/t1/tb
+      sot-ray train student --teacher runs/t1 --model resnet8 --method kd --epochs 5 --out runs/s1
+      tensorboard --logdir runs
     """
 
 
@@ -112,6 +113,65 @@ def train_teacher(config_file, overrides, dataset, model, epochs, lip_coef, cons
     })
     cfg = build_config(TeacherConfig, config_file, list(overrides), flags)
     TeacherTrainer(cfg, out, resume=resume, log=click.echo).run()
+
+
+@train.command("student")
+@click.option("--teacher", required=True, help="Teacher run folder (its checkpoints/last.pt) or checkpoint file.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Dotted override, e.g. --set distill.kd_weight=0.5 (repeatable; type-checked).")
+@click.option("--model", help="Student model from the zoo (default resnet8).")
+@click.option("--method", help="KD method (see `sot-ray methods`; default kd).")
+@click.option("--dataset", help="Data set (default: the teacher's, with its validation split).")
+@click.option("--epochs", type=int, help="Training epochs (default 240).")
+@click.option("--seed", type=int, help="Seed (default 0).")
+@click.option("--ce-weight", type=float, help="Weight of the student's cross-entropy (default: the method's).")
+@click.option("--kd-weight", type=float, help="Weight of the KL term (default: the method's).")
+@click.option("--feat-weight", type=float, help="Weight of the method's own term (default: the method's).")
+@click.option("--teacher-checkpoint", type=click.Choice(["last", "best"]),
+              help="Which teacher checkpoint of a run folder (default last, as the paper).")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Folder of the data set files.")
+@click.option("--device", help="auto | cpu | cuda | cuda:N (default auto).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to create.")
+@click.option("--resume", is_flag=True, help="Continue the run already in --out from its last checkpoint.")
+def train_student(teacher, config_file, overrides, model, method, dataset, epochs, seed, ce_weight,
+                  kd_weight, feat_weight, teacher_checkpoint, data_root, device, out, resume):
+    """Distil a sot-ray teacher into a student with one KD method.
+
+    Leaves in OUT what a teacher run leaves, plus the teacher's id and coefficients in
+    metrics.json and the student-teacher agreement on the test set.
+
+    
+    Example:
+      sot-ray train student --teacher runs/t1 --model resnet8 --method kd --epochs 5 --out runs/s1
+    """
+    from .engine import StudentTrainer, build_student_config
+
+    flags = _flags(**{
+        "model": model, "distill.method": method, "data.name": dataset, "train.epochs": epochs,
+        "train.seed": seed, "distill.ce_weight": ce_weight, "distill.kd_weight": kd_weight,
+        "distill.feat_weight": feat_weight, "teacher_checkpoint": teacher_checkpoint,
+        "data.root": data_root, "train.device": device,
+    })
+    cfg = build_student_config(teacher, config_file, list(overrides), flags)
+    StudentTrainer(cfg, out, resume=resume, log=click.echo).run()
+
+
+@cli.command("methods")
+def methods_cmd():
+    """List the distillation methods with their default loss weights.
+
+    \b
+    Example:
+      sot-ray methods
+    """
+    from .distillers import get_method, list_methods
+
+    click.echo(f"{'method':<8}{'ce':>6}{'kd':>6}{'feat':>9}  description")
+    for name in list_methods():
+        spec = get_method(name)
+        d = spec.defaults
+        click.echo(f"{name:<8}{d.ce:>6g}{d.kd:>6g}{d.feat:>9g}  {spec.summary}")
 
 
 @cli.command("models")

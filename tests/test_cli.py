@@ -20,7 +20,7 @@ def one_line_error(result, match):
     assert "Traceback" not in result.output
 
 
-COMMANDS = [[], ["train"], ["train", "teacher"], ["models"], ["datasets"]]
+COMMANDS = [[], ["train"], ["train", "teacher"], ["train", "student"], ["models"], ["datasets"], ["methods"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "sot-ray")
@@ -31,7 +31,7 @@ def test_every_command_has_help_with_an_example(cmd):
 
 def test_top_level_help_lists_the_groups():
     out = run("--help").output
-    for name in ("train", "models", "datasets"):
+    for name in ("train", "models", "datasets", "methods"):
         assert name in out
 
 

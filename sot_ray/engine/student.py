@@ -51,7 +51,8 @@ class StudentTrainer(Trainer):
         if ck.get("kind") != "teacher":
             raise SotError(f"{str(path)!r} is a {ck.get('kind', 'unknown')} checkpoint, not a teacher")
         t_data = ck["config"].get("data", {}).get("name", "?")
-        if ck.get("num_classes") != bundle.num_classes or ck.get("input_size") != bundle.input_size:
+        if (t_data != bundle.name or ck.get("num_classes") != bundle.num_classes
+                or ck.get("input_size") != bundle.input_size):
             raise SotError(
                 f"teacher {str(path)!r} was trained on {t_data} ({ck.get('num_classes')} classes, "
                 f"{ck.get('input_size')}px), not on {bundle.name} ({bundle.num_classes} classes, "
