@@ -8,6 +8,7 @@ the last-epoch and the best-epoch weights. Subclasses define the objective (``co
 
 from __future__ import annotations
 
+import abc
 import math
 import random
 import time
@@ -51,7 +52,7 @@ def lr_at(epoch: int, base: float, milestones: list[int], rate: float) -> float:
     return base * rate ** sum(1 for m in milestones if epoch > m)
 
 
-class Trainer:
+class Trainer(abc.ABC):
     kind = "base"
     config_cls: type = C.TeacherConfig
 
@@ -74,9 +75,9 @@ class Trainer:
         d["optim"]["lr_decay_epochs"] = C.resolved_decay_epochs(cfg)
         return C.from_dict(cls.config_cls, d)
 
+    @abc.abstractmethod
     def build(self, bundle: DataBundle) -> None:
         """Create ``self.model`` and whatever the objective needs."""
-        raise NotImplementedError
 
     def trainable(self) -> list[torch.nn.Parameter]:
         return list(self.model.parameters())
@@ -91,8 +92,9 @@ class Trainer:
         """Extra test metrics of the current weights (students: agreement with the teacher)."""
         return {}
 
+    @abc.abstractmethod
     def compute_loss(self, x, y, idx) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        raise NotImplementedError
+        """(logits, total loss, named terms) of one batch."""
 
     def end_epoch(self) -> dict[str, float]:
         return {}
