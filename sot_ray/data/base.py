@@ -11,6 +11,8 @@ Two loading paths yield the same ``(input, target, index)`` batches:
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -68,7 +70,30 @@ def split_indices(n: int, val_fraction: float, split_seed: int) -> tuple[torch.T
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
-class TensorLoader:
+class _EpochLoader(abc.ABC):
+    """What both loading paths share: length in batches, the epoch, the per-epoch generator."""
+
+    batch_size: int
+    seed: int
+    epoch: int = 0
+
+    @property
+    @abc.abstractmethod
+    def num_samples(self) -> int:
+        """Samples in the split (each path knows its own)."""
+
+    def __len__(self) -> int:
+        return (self.num_samples + self.batch_size - 1) // self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def epoch_generator(self) -> torch.Generator:
+        """Same (seed, epoch), same order and augmentation, whatever happened before."""
+        return torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+
+
+class TensorLoader(_EpochLoader):
     """Shuffled (or ordered) batches of a :class:`TensorSplit`, augmented and normalised on device.
 
     Deterministic: epoch ``e`` of a loader built with ``seed`` draws the same order and the same
@@ -86,19 +111,13 @@ class TensorLoader:
         self.device = device
         self.epoch = 0
 
-    def __len__(self) -> int:
-        return (len(self.y) + self.batch_size - 1) // self.batch_size
-
     @property
     def num_samples(self) -> int:
         return len(self.y)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         n = len(self.y)
-        gen = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        gen = self.epoch_generator()
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
@@ -161,7 +180,7 @@ def make_loader(bundle: DataBundle, which: str, batch_size: int, device: torch.d
     return _SampleLoader(bundle, split, batch_size, device, train_mode, seed, num_workers)
 
 
-class _SampleLoader:
+class _SampleLoader(_EpochLoader):
     """The per-sample path: a DataLoader with torchvision transforms, moved to ``device``."""
 
     def __init__(self, bundle: DataBundle, split: IndexedDataset, batch_size: int,
@@ -171,23 +190,17 @@ class _SampleLoader:
         self.bundle = bundle
         self.batch_size, self.num_workers = batch_size, num_workers
 
-    def __len__(self) -> int:
-        return (len(self.split) + self.batch_size - 1) // self.batch_size
-
     @property
     def num_samples(self) -> int:
         return len(self.split)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        gen = self.epoch_generator()
         view = self.split
         if self.train_mode and self.bundle.train_transform is not None:
             view = IndexedDataset(self.split.base, torch.tensor(self.split.indices),
                                   self.bundle.train_transform)
-        torch.manual_seed(self.seed * 100003 + self.epoch)  # torchvision's random transforms
+        torch.manual_seed(gen.initial_seed())  # torchvision's random transforms draw from here
         loader = DataLoader(view, batch_size=self.batch_size, shuffle=self.train_mode,
                             generator=gen, num_workers=self.num_workers,
                             pin_memory=self.device.type == "cuda")

@@ -71,6 +71,13 @@ def append_history(out: Path, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
+def read_history(out: Path) -> list[dict]:
+    path = out / HISTORY
+    if not path.is_file():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
 def truncate_history(out: Path, upto_epoch: int) -> None:
     """Drop history rows past ``upto_epoch`` (an interrupted epoch that is being redone)."""
     path = out / HISTORY

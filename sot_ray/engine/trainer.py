@@ -253,7 +253,7 @@ class Trainer(abc.ABC):
         cfg = self.cfg
         test_loader = make_loader(self.bundle, "test", cfg.train.eval_batch_size, self.device,
                                   num_workers=cfg.data.num_workers)
-        history = [r for r in _read_history(self.out)]
+        history = rundir.read_history(self.out)
         last_row = last_row or (history[-1] if history else {})
         last = {k: v for k, v in last_row.items() if k.startswith(("val/", "train/", "reg/"))}
         last["epoch"] = last_row.get("epoch", cfg.train.epochs)
@@ -298,11 +298,3 @@ class Trainer(abc.ABC):
                   f"val/nll {row['val/nll']:.4f}", f"lr {row['lr']:.4g}", f"{row['time/epoch_s']:.1f}s"]
         return "  ".join(parts)
 
-
-def _read_history(out: Path) -> list[dict]:
-    import json
-
-    p = out / rundir.HISTORY
-    if not p.is_file():
-        return []
-    return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
