@@ -128,6 +128,8 @@ def train_teacher(config_file, overrides, dataset, model, epochs, lip_coef, cons
 @click.option("--ce-weight", type=float, help="Weight of the student's cross-entropy (default: the method's).")
 @click.option("--kd-weight", type=float, help="Weight of the KL term (default: the method's).")
 @click.option("--feat-weight", type=float, help="Weight of the method's own term (default: the method's).")
+@click.option("--init-epochs", type=click.IntRange(min=0),
+              help="Initialisation-stage epochs of ab, ft and fsp (default 30, as the reference).")
 @click.option("--teacher-checkpoint", type=click.Choice(["last", "best"]),
               help="Which teacher checkpoint of a run folder (default last, as the paper).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder of the data set files.")
@@ -135,7 +137,8 @@ def train_teacher(config_file, overrides, dataset, model, epochs, lip_coef, cons
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to create.")
 @click.option("--resume", is_flag=True, help="Continue the run already in --out from its last checkpoint.")
 def train_student(teacher, config_file, overrides, model, method, dataset, epochs, seed, ce_weight,
-                  kd_weight, feat_weight, teacher_checkpoint, data_root, device, out, resume):
+                  kd_weight, feat_weight, init_epochs, teacher_checkpoint, data_root, device, out,
+                  resume):
     """Distil a sot-ray teacher into a student with one KD method.
 
     Leaves in OUT what a teacher run leaves, plus the teacher's id and coefficients in
@@ -150,7 +153,8 @@ def train_student(teacher, config_file, overrides, model, method, dataset, epoch
     flags = _flags(**{
         "model": model, "distill.method": method, "data.name": dataset, "train.epochs": epochs,
         "train.seed": seed, "distill.ce_weight": ce_weight, "distill.kd_weight": kd_weight,
-        "distill.feat_weight": feat_weight, "teacher_checkpoint": teacher_checkpoint,
+        "distill.feat_weight": feat_weight, "distill.init_epochs": init_epochs,
+        "teacher_checkpoint": teacher_checkpoint,
         "data.root": data_root, "train.device": device,
     })
     cfg = build_student_config(teacher, config_file, list(overrides), flags)

@@ -83,6 +83,7 @@ class DistillConfig:
     kd_weight: float | None = None
     feat_weight: float | None = None
     temperature: float = 4.0
+    init_epochs: int | None = None  # ab, ft, fsp: initialisation stage; None = the reference's 30
 
 
 @dataclass
@@ -308,6 +309,8 @@ def _validate_distill(cfg: StudentConfig) -> None:
             _nonneg(f"distill.{name}", v)
     if not cfg.distill.temperature > 0:
         raise SotError(f"distill.temperature must be > 0, got {cfg.distill.temperature}")
+    if cfg.distill.init_epochs is not None and cfg.distill.init_epochs < 0:
+        raise SotError(f"distill.init_epochs must be >= 0, got {cfg.distill.init_epochs}")
     if not cfg.teacher:
         raise SotError("no teacher given (--teacher RUN_FOLDER_OR_CHECKPOINT)")
     if cfg.teacher_checkpoint not in ("last", "best"):

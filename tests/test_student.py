@@ -27,7 +27,8 @@ def teacher_dir(tmp_path_factory):
 @pytest.mark.parametrize("method", list_methods())
 def test_every_method_distils_a_digits_teacher(teacher_dir, tmp_path, method):
     cfg = build_student_config(str(teacher_dir), None,
-                               ["train.epochs=1", "train.device=cpu", f"distill.method={method}"],
+                               ["train.epochs=1", "train.device=cpu", f"distill.method={method}",
+                                "distill.init_epochs=1"],
                                {"model": "resnet8"})
     s = StudentTrainer(cfg, tmp_path / method, log=quiet).run()
     assert s["method"] == method and s["status"] == "finished"
@@ -54,6 +55,26 @@ def test_student_run_records_its_teacher(teacher_dir, tmp_path):
     acc.Reload()
     assert {"loss/ce", "loss/kd", "val/acc", "test/acc", "test/acc_best",
             "test/agreement"} <= set(acc.Tags()["scalars"])
+
+
+def test_multi_stage_method_runs_its_init_stage_first(teacher_dir, tmp_path):
+    lines = []
+    r = CliRunner().invoke(cli, ["train", "student", "--teacher", str(teacher_dir), "--method", "ab",
+                                 "--init-epochs", "3", "--epochs", "1", "--device", "cpu",
+                                 "--out", str(tmp_path / "ab")])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert [ln.split()[2] for ln in lines if ln.startswith("init epoch")] == ["1/3", "2/3", "3/3"]
+    assert lines.index(next(ln for ln in lines if ln.startswith("init epoch 3/3"))) < lines.index(
+        next(ln for ln in lines if ln.startswith("epoch 1/1")))
+    summary = json.loads((tmp_path / "ab" / "metrics.json").read_text())
+    assert summary["init_epochs"] == 3 and summary["init_lr"] == 0.05
+    assert summary["init_loss_last"] < summary["init_loss_first"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "ab" / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("init/loss")] == [1, 2, 3]
 
 
 def test_resumed_crd_student_keeps_its_memory(teacher_dir, tmp_path):
@@ -88,6 +109,8 @@ def test_bad_student_input(teacher_dir, tmp_path, cifar_root):
     _err(["--teacher", str(teacher_dir), "--dataset", "cifar100", "--data-root", str(cifar_root), *out],
          "was trained on digits (10 classes, 32px), not on cifar100 (100 classes, 32px)")
     _err(["--teacher", str(teacher_dir), "--kd-weight", "-1", *out], "distill.kd_weight must be")
+    _err(["--teacher", str(teacher_dir), "--method", "fsp", "--model", "resnet8x4", "--device", "cpu",
+          *out], "method fsp cannot serve wrn_16_1 -> resnet8x4: fsp needs equal channels")
 
 
 def test_student_checkpoint_is_not_a_teacher(teacher_dir, tmp_path):

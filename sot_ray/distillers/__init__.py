@@ -10,7 +10,10 @@ import torch
 
 from ..errors import SotError
 # imported for their registrations, in the order `sot-ray methods` lists them
-from . import logits, fitnet, attention, similarity, correlation, vid, relational, pkt, nst, crd  # noqa: F401, I001
+from . import (  # noqa: F401, I001
+    logits, fitnet, attention, similarity, correlation, vid, relational, pkt, boundary, factor, fsp,
+    nst, crd,
+)
 from .base import Context, Distiller, MethodSpec, Weights, get_method, kd_loss, list_methods
 
 
@@ -38,7 +41,7 @@ def create_distiller(method: str, student: torch.nn.Module, teacher: torch.nn.Mo
         s_feats=[f.shape for f in s_out.feats], t_feats=[f.shape for f in t_out.feats],
         s_preact=[f.shape for f in s_out.preact_feats], t_preact=[f.shape for f in t_out.preact_feats],
         num_train=num_train, num_classes=num_classes, train_targets=train_targets,
-        student_name=student_name, teacher_name=teacher_name,
+        student_name=student_name, teacher_name=teacher_name, input_size=input_size,
     )
     pair = f"{teacher_name} -> {student_name}"
     try:
@@ -47,6 +50,8 @@ def create_distiller(method: str, student: torch.nn.Module, teacher: torch.nn.Mo
         with torch.no_grad():  # the method's term on the dummy batch: shapes must connect
             distiller.feat_loss(s_out, t_out, torch.zeros(2, dtype=torch.long, device=device),
                                 torch.zeros(2, dtype=torch.long, device=device))
+            if distiller.init_epochs:
+                distiller.init_loss(dummy)
     except SotError as exc:
         raise SotError(f"method {method} cannot serve {pair}: {exc}") from None
     except (RuntimeError, ValueError, IndexError) as exc:

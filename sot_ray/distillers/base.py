@@ -80,6 +80,7 @@ class Context:
     train_targets: torch.Tensor | None
     student_name: str
     teacher_name: str
+    input_size: int = 32
 
 
 class Distiller(nn.Module):
@@ -87,6 +88,8 @@ class Distiller(nn.Module):
 
     method = "base"
     needs_preact = False
+    init_epochs = 0  # > 0: an initialisation stage runs before the main training (ab, ft, fsp)
+    init_only: tuple[str, ...] = ()  # modules trained in the init stage only, frozen afterwards
 
     def __init__(self, student: nn.Module, teacher: nn.Module, weights: Weights, ctx: Context):
         super().__init__()
@@ -103,9 +106,33 @@ class Distiller(nn.Module):
         return self
 
     def learnable_parameters(self) -> list[nn.Parameter]:
-        """The student's and the method's own parameters: everything but the teacher's."""
-        teacher_ids = {id(p) for p in self.teacher.parameters()}
-        return [p for p in self.parameters() if id(p) not in teacher_ids]
+        """What the main stage optimizes: the student and the method's own modules, except the
+        teacher and the modules that only the initialisation stage trains."""
+        frozen = {id(p) for p in self.teacher.parameters()}
+        for name in self.init_only:
+            frozen.update(id(p) for p in getattr(self, name).parameters())
+        return [p for p in self.parameters() if id(p) not in frozen]
+
+    # ------------------------------------------------ the initialisation stage (multi-stage methods)
+
+    def init_parameters(self) -> list[nn.Parameter]:
+        """What the initialisation stage optimizes (the reference's ``init_modules``)."""
+        return []
+
+    def init_lr(self, base_lr: float) -> float:
+        return base_lr
+
+    def init_train_mode(self) -> None:
+        """The reference puts teacher and student in eval mode and the init modules in train."""
+        self.eval()
+        for m in self.init_modules():
+            m.train()
+
+    def init_modules(self) -> list[nn.Module]:
+        return []
+
+    def init_loss(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{self.method} has no initialisation stage")
 
     def method_state(self) -> dict:
         """State of the method's own modules and buffers (not student, not teacher)."""
@@ -146,6 +173,37 @@ def pool_to_match(f_s: torch.Tensor, f_t: torch.Tensor) -> tuple[torch.Tensor, t
     elif s_h < t_h:
         f_t = F.adaptive_avg_pool2d(f_t, (s_h, s_h))
     return f_s, f_t
+
+
+def feature_parameters(model: nn.Module, input_size: int) -> list[nn.Parameter]:
+    """The parameters the pooled embedding depends on: the model without its classifier (the
+    reference's ``get_feat_modules``), found by differentiating the embedding of a dummy batch."""
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    emb = model(torch.zeros(1, 3, input_size, input_size, device=device)).feats[-1]
+    grads = torch.autograd.grad(emb.sum(), params, allow_unused=True)
+    model.train(was)
+    return [p for p, g in zip(params, grads) if g is not None]
+
+
+def conv_regressor(s_shape, t_shape, relu: bool = True) -> nn.Module:
+    """Maps a student feature map onto a teacher map's shape (RepDistiller's ConvReg)."""
+    _, s_c, s_h, s_w = s_shape
+    _, t_c, t_h, t_w = t_shape
+    if s_h == 2 * t_h:
+        conv = nn.Conv2d(s_c, t_c, 3, stride=2, padding=1)
+    elif s_h * 2 == t_h:
+        conv = nn.ConvTranspose2d(s_c, t_c, 4, stride=2, padding=1)
+    elif s_h >= t_h:
+        conv = nn.Conv2d(s_c, t_c, (1 + s_h - t_h, 1 + s_w - t_w))
+    else:
+        raise SotError(f"cannot connect a {s_h}x{s_w} student map to a {t_h}x{t_w} teacher map")
+    layers = [conv, nn.BatchNorm2d(t_c)]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
 
 
 class Embed(nn.Module):

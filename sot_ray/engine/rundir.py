@@ -32,6 +32,8 @@ def prepare(out: Path, cfg: dict, resume: bool) -> bool:
     """Make ``out`` ready for the run ``cfg``; True when there is a checkpoint to resume from.
 
     Refuses (never prompts) a folder that holds a different run, or this run without ``resume``.
+    A run folder in which no epoch finished (e.g. the run stopped on bad input) holds nothing
+    computed and is taken over.
     """
     if out.exists() and not out.is_dir():
         raise SotError(f"output path {str(out)!r} exists and is not a folder")
@@ -39,6 +41,9 @@ def prepare(out: Path, cfg: dict, resume: bool) -> bool:
     if out.is_dir() and any(out.iterdir()):
         if not cfg_file.is_file():
             raise SotError(f"output folder {str(out)!r} is not empty and holds no sot-ray run; choose another --out")
+        if not (out / LAST).is_file() and not (out / HISTORY).is_file():
+            cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            return False
         try:
             old = yaml.safe_load(cfg_file.read_text())
         except yaml.YAMLError:

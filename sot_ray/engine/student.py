@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 import torch
@@ -84,6 +86,42 @@ class StudentTrainer(Trainer):
     def trainable(self):
         return self.distiller.learnable_parameters()
 
+    def before_training(self, train_loader, writer, resumed: bool) -> None:
+        """The method's initialisation stage (ab, ft, fsp), as the reference's ``init()``: SGD
+        with the recipe's momentum and weight decay at a constant rate on the method's init
+        modules only. A resumed run restores its result from the checkpoint instead."""
+        d, cfg = self.distiller, self.cfg
+        epochs = d.init_epochs if cfg.distill.init_epochs is None else cfg.distill.init_epochs
+        if not d.init_epochs or not epochs or resumed:
+            return
+        lr = d.init_lr(cfg.optim.lr)
+        opt = torch.optim.SGD(d.init_parameters(), lr=lr, momentum=cfg.optim.momentum,
+                              weight_decay=cfg.optim.weight_decay)
+        t0, losses = time.perf_counter(), []
+        for k in range(1, epochs + 1):
+            t_epoch = time.perf_counter()
+            d.init_train_mode()
+            train_loader.set_epoch(-k)  # its own augmentation draws, distinct from the main epochs
+            total, seen = torch.zeros((), device=self.device), 0
+            for x, y, _ in train_loader:
+                loss = d.init_loss(x)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.detach() * len(y)
+                seen += len(y)
+            value = float(total) / seen
+            if not math.isfinite(value):
+                raise SotError(f"{d.method} initialisation loss became {value} in init epoch {k}; "
+                               "lower the learning rate")
+            losses.append(value)
+            writer.add_scalar("init/loss", value, k)
+            self.log(f"init epoch {k}/{epochs}  {d.method} loss {value:.4f}  lr {lr:.4g}  "
+                     f"{time.perf_counter() - t_epoch:.1f}s")
+        opt.zero_grad(set_to_none=True)
+        self.init_info = {"init_epochs": epochs, "init_lr": lr, "init_loss_first": losses[0],
+                          "init_loss_last": losses[-1], "init_time_s": time.perf_counter() - t0}
+
     def train_mode(self) -> None:
         self.distiller.train()
 
@@ -96,11 +134,13 @@ class StudentTrainer(Trainer):
         return logits, sum(terms.values()), terms
 
     def extra_state(self) -> dict:
-        return {"method": self.distiller.method_state()}
+        return {"method": self.distiller.method_state(), "init": getattr(self, "init_info", {})}
 
     def load_extra_state(self, state: dict) -> None:
         if "method" in state:
             self.distiller.load_method_state(state["method"])
+        if state.get("init"):
+            self.init_info = state["init"]
 
     def final_metrics(self, test_loader) -> dict[str, float]:
         if self._teacher_test is None:
@@ -113,4 +153,5 @@ class StudentTrainer(Trainer):
     def summary_fields(self) -> dict:
         w = self.distiller.w
         return {**getattr(self, "teacher_info", {}), "method": self.cfg.distill.method,
-                "ce_weight": w.ce, "kd_weight": w.kd, "feat_weight": w.feat} if hasattr(self, "distiller") else {}
+                "ce_weight": w.ce, "kd_weight": w.kd, "feat_weight": w.feat,
+                **getattr(self, "init_info", {})} if hasattr(self, "distiller") else {}

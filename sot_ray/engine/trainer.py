@@ -88,6 +88,9 @@ class Trainer(abc.ABC):
     def train_mode(self) -> None:
         self.model.train()
 
+    def before_training(self, train_loader, writer, resumed: bool) -> None:
+        """Runs once before the first epoch (students: a method's initialisation stage)."""
+
     def final_metrics(self, test_loader) -> dict[str, float]:
         """Extra test metrics of the current weights (students: agreement with the teacher)."""
         return {}
@@ -145,6 +148,7 @@ class Trainer(abc.ABC):
         pstar_loader = None
         if bundle.p_star_train is not None:
             pstar_loader = make_loader(bundle, "train", cfg.train.eval_batch_size, dev, train_mode=False)
+        self.before_training(train_loader, writer, resumed=has_ckpt)
         select = cfg.train.select_metric
         sign = 1.0 if C.SELECT_METRICS[select] == "max" else -1.0
         train_time = 0.0
@@ -290,10 +294,8 @@ class Trainer(abc.ABC):
     def _progress_line(self, row: dict) -> str:
         cfg = self.cfg
         parts = [f"epoch {row['epoch']}/{cfg.train.epochs}", f"loss {row['train/loss']:.4f}"]
-        for key, label in (("loss/ce", "ce"), ("reg/lip", "lip"), ("reg/consist", "consist"),
-                           ("loss/kd", "kd")):
-            if key in row:
-                parts.append(f"{label} {row[key]:.4g}")
+        terms = [k for k in row if k.startswith("loss/")] + ["reg/lip", "reg/consist"]
+        parts += [f"{k.split('/', 1)[1]} {row[k]:.4g}" for k in terms if k in row]
         parts += [f"train/acc {row['train/acc']:.2f}", f"val/acc {row['val/acc']:.2f}",
                   f"val/nll {row['val/nll']:.4f}", f"lr {row['lr']:.4g}", f"{row['time/epoch_s']:.1f}s"]
         return "  ".join(parts)
