@@ -161,6 +161,166 @@ def train_student(teacher, config_file, overrides, model, method, dataset, epoch
     StudentTrainer(cfg, out, resume=resume, log=click.echo).run()
 
 
+@cli.group(cls=_Group)
+def sweep():
+    """Ray Tune sweeps: teachers (ASHA), students from the best teachers, or both.
+
+    \b
+    Example:
+      sot-ray sweep pipeline                      # the quickstart: digits, local Ray, minutes
+      sot-ray sweep teachers --config sweeps/cifar100_wrn40_2.yaml --name wrn40
+      sot-ray sweep students --teachers wrn40 --config sweeps/cifar100_wrn40_2.yaml
+    """
+
+
+def _sweep_options(f):
+    f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Dotted override of the sweep file, e.g. --set teachers.config.data.root=/data "
+                     "(repeatable).")(f)
+    f = click.option("--smoke", is_flag=True, help="Apply the sweep file's smoke: settings (tiny; CI).")(f)
+    f = click.option("--resume", is_flag=True, help="Continue an interrupted sweep: finished trials are "
+                     "kept, unfinished ones continue from their last checkpoint.")(f)
+    f = click.option("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local instance).")(f)
+    f = click.option("--storage", type=click.Path(file_okay=False),
+                     help="Where experiments live (default: $SOT_RAY_STORAGE, else ~/sot-ray-results).")(f)
+    f = click.option("--name", help="Experiment name (default: the sweep file's name).")(f)
+    return f
+
+
+def _load_sweep(config_file, smoke, address, overrides=()):
+    from .tune.spec import load_spec
+
+    spec = load_spec(config_file, smoke=smoke, overrides=list(overrides))
+    if address:
+        spec.ray.address = address
+    return spec
+
+
+def _finish_sweep(kind: str, result: dict) -> None:
+    if result["errors"]:
+        raise SotError(f"{result['errors']} of {result['trials']} {kind} trials failed; their errors are "
+                       f"in the error column of {result['table']}")
+
+
+@sweep.command("teachers")
+@click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False), help="Sweep file.")
+@_sweep_options
+def sweep_teachers_cmd(config_file, name, storage, address, resume, smoke, overrides):
+    """Search teacher coefficients (lip_coef, consist_coef, schedule, seeds) with ASHA.
+
+    \b
+    Example:
+      sot-ray sweep teachers --config sweeps/quickstart.yaml --name q1
+    """
+    from .tune.sweep import resolve_storage, sweep_teachers
+
+    spec = _load_sweep(config_file, smoke, address, overrides)
+    exp, result = sweep_teachers(spec, resolve_storage(storage, spec), name, resume)
+    click.echo(f"teachers: {exp / 'teachers.parquet'}; tensorboard --logdir {exp}")
+    _finish_sweep("teacher", result)
+
+
+@sweep.command("students")
+@click.option("--teachers", "teachers", required=True, help="The teacher experiment (name or folder).")
+@click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False), help="Sweep file.")
+@_sweep_options
+def sweep_students_cmd(teachers, config_file, name, storage, address, resume, smoke, overrides):
+    """Distil the top-k teachers of a teacher sweep, plus its standard (control) teacher, into
+    students: methods x student models x seeds.
+
+    \b
+    Example:
+      sot-ray sweep students --teachers q1 --config sweeps/quickstart.yaml
+    """
+    from .results.summary import render_table, summarize
+    from .tune.sweep import resolve_experiment, resolve_storage, sweep_students
+
+    spec = _load_sweep(config_file, smoke, address, overrides)
+    root = resolve_storage(storage, spec)
+    exp, result = sweep_students(spec, root, resolve_experiment(teachers, root), name, resume)
+    click.echo(render_table(summarize(exp)))
+    click.echo(f"\nstudents: {exp / 'students.parquet'}; tensorboard --logdir {exp}")
+    _finish_sweep("student", result)
+
+
+def default_sweep_file() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).parent / "sweeps" / "quickstart.yaml")
+
+
+@sweep.command("pipeline")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Sweep file (default: the bundled sweeps/quickstart.yaml).")
+@_sweep_options
+def sweep_pipeline_cmd(config_file, name, storage, address, resume, smoke, overrides):
+    """Teachers, then students from the best of them, then the summary table.
+
+    With no options: the quickstart (digits, a local Ray instance, a few minutes on a laptop).
+
+    \b
+    Example:
+      sot-ray sweep pipeline
+      sot-ray sweep pipeline --config sweeps/cifar100_wrn40_2.yaml --name wrn40
+    """
+    import time
+
+    from .results.summary import render_table, summarize
+    from .tune.sweep import resolve_storage, sweep_students, sweep_teachers
+
+    t0 = time.perf_counter()
+    spec = _load_sweep(config_file or default_sweep_file(), smoke, address, overrides)
+    root = resolve_storage(storage, spec)
+    exp = root / (name or spec.name)
+    t_resume = resume and (exp / "teachers").exists()
+    exp, t_result = sweep_teachers(spec, root, name, t_resume)
+    s_resume = resume and (exp / "students").exists()
+    _, s_result = sweep_students(spec, root, exp, None, s_resume)
+    click.echo("")
+    click.echo(render_table(summarize(exp)))
+    click.echo(f"\nParquet: {exp / 'teachers.parquet'}, {exp / 'students.parquet'}")
+    click.echo(f"TensorBoard: tensorboard --logdir {exp}")
+    click.echo(f"pipeline wall time {time.perf_counter() - t0:.0f}s")
+    _finish_sweep("teacher", t_result)
+    _finish_sweep("student", s_result)
+
+
+@cli.command("results")
+@click.argument("experiment")
+@click.option("--storage", type=click.Path(file_okay=False),
+              help="Where experiments live (default: $SOT_RAY_STORAGE, else ~/sot-ray-results).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="table: the summary; csv: one row per setting; json: everything.")
+def results_cmd(experiment, storage, fmt):
+    """Summarise an experiment from its Parquet files: mean +- std over seeds, the best teacher
+    setting per method, the gain over the standard (control) teacher.
+
+    \b
+    Example:
+      sot-ray results quickstart
+      sot-ray results ~/sot-ray-results/quickstart --format csv
+    """
+    from pathlib import Path
+
+    from .config import default_storage
+    from .results.summary import render_csv, render_table, summarize
+
+    root = Path(storage).expanduser() if storage else default_storage()
+    p = Path(experiment).expanduser()
+    exp = p if p.is_dir() else root / experiment
+    if not exp.is_dir():
+        raise SotError(f"experiment {experiment!r} does not exist (looked at {str(p)!r} and {str(root / experiment)!r})")
+    summary = summarize(exp)
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(summary, indent=2))
+    elif fmt == "csv":
+        click.echo(render_csv(summary), nl=False)
+    else:
+        click.echo(render_table(summary))
+
+
 @cli.command("methods")
 def methods_cmd():
     """List the distillation methods with their default loss weights.

@@ -24,6 +24,11 @@ T = TypeVar("T")
 DEFAULT_DATA_ROOT = "~/.cache/sot-ray/data"
 
 
+def default_storage() -> Path:
+    """Where sweeps keep their experiments: $SOT_RAY_STORAGE, else ~/sot-ray-results."""
+    return Path(os.environ.get("SOT_RAY_STORAGE") or Path.home() / "sot-ray-results")
+
+
 def default_data_root() -> str:
     """``$SOT_DATA_ROOT`` if set, else ``~/.cache/sot-ray/data``."""
     return os.environ.get("SOT_DATA_ROOT") or DEFAULT_DATA_ROOT
@@ -112,6 +117,8 @@ def _type_name(tp: Any) -> str:
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, f"{key}.")
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
@@ -147,6 +154,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 pass
     elif tp is str:
         if isinstance(value, str):
+            return value
+    elif tp is dict:
+        if isinstance(value, dict):
             return value
     else:
         raise SotError(f"{key}: unsupported type {tp}")

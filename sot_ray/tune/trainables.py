@@ -1,0 +1,82 @@
+"""The Tune trial and the Ray Train workers it drives.
+
+A trial is a Tune *function* trial that builds a Ray Train ``TorchTrainer`` (Train V2) and fits
+it; the workers run sot-ray's plain-PyTorch engine in the trial's run folder under the
+experiment's storage. Every epoch's metrics go to Tune through Ray Train's ``TuneReportCallback``
+(ASHA reads ``epoch``); the engine's own checkpoints make a restored trial continue where it
+stopped, regularizer and method state included.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+KINDS = ("teacher", "student")
+
+
+def _scalars(row: dict) -> dict:
+    return {k: float(v) for k, v in row.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def train_worker(loop: dict) -> None:
+    """Runs on each Ray Train worker."""
+    import ray.train
+    import torch
+
+    from .. import config as C
+    from ..engine import StudentTrainer, TeacherTrainer
+    from ..engine import rundir
+
+    torch.set_num_threads(max(1, int(loop["threads"])))
+    ctx = ray.train.get_context()
+    if ctx.get_world_size() > 1:
+        raise RuntimeError("data-parallel trials (resources.workers > 1) are not supported yet")
+    cls = TeacherTrainer if loop["kind"] == "teacher" else StudentTrainer
+    cfg = C.from_dict(cls.config_cls, loop["config"])
+    out = Path(loop["run_dir"])
+    last_epoch = cfg.train.epochs
+
+    def log(line: str) -> None:  # the engine's progress lines, kept in the run folder
+        with open(out / "train.log", "a") as f:
+            f.write(line + "\n")
+
+    def on_epoch(row: dict, _out) -> None:
+        if row["epoch"] < last_epoch:  # the last epoch is reported with the test metrics below
+            ray.train.report(_scalars(row) | {"done": 0.0})
+
+    summary = cls(cfg, out, resume=True, log=log, on_epoch=on_epoch).run()
+    history = rundir.read_history(out)
+    final = _scalars(history[-1]) if history else {"epoch": float(last_epoch)}
+    final.update({f"last_{k}": v for k, v in _scalars(summary["last"]).items() if k.startswith("test/")})
+    final.update({f"best_{k}": v for k, v in _scalars(summary["best"]).items() if k.startswith("test/")})
+    ray.train.report(final | {"done": 1.0, "epoch": float(summary["last"]["epoch"])})
+
+
+def trial(config: dict) -> None:
+    """The Tune function trial: one teacher or student run on Ray Train workers."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    t, r = config["trial"], config["resources"]
+    res = {"CPU": r["cpus_per_worker"]}
+    if r["gpus_per_worker"]:
+        res["GPU"] = r["gpus_per_worker"]
+    loop = {"kind": config["kind"], "config": t["config"],
+            "run_dir": str(Path(config["runs_dir"]) / t["name"]),
+            "threads": max(1, math.floor(r["cpus_per_worker"]))}
+    trainer = TorchTrainer(
+        train_worker, train_loop_config=loop,
+        scaling_config=ScalingConfig(num_workers=r["workers"], use_gpu=bool(r["gpus_per_worker"]),
+                                     resources_per_worker=res),
+        run_config=RunConfig(name=t["name"], storage_path=config["train_storage"],
+                             callbacks=[TuneReportCallback()],
+                             failure_config=FailureConfig(max_failures=0)),
+    )
+    trainer.fit()
+
+
+def trial_dirname(trial) -> str:
+    return trial.config["trial"]["name"]
