@@ -31,7 +31,9 @@ TEACHER_SWEEP = {
     },
     "students": {"config": {"train": {"epochs": 1, "device": "cpu"}}, "models": ["resnet8"],
                  "methods": ["kd"], "seeds": [0]},
-    "resources": {"workers": 1, "cpus_per_worker": 1},
+    # one trial at a time: ASHA's decisions then follow the grid order (the first trial to reach a
+    # rung always continues), which keeps this test deterministic
+    "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 1},
 }
 
 
@@ -202,3 +204,22 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session
     assert "resuming" in (part_dir / "train.log").read_text()
     rows = pq.read_table(exp / "teachers.parquet").to_pylist()
     assert len(rows) == 2 and all(r["status"] == "finished" for r in rows)
+
+
+@pytest.mark.parametrize("name", ["quickstart", "cifar100_wrn40_2", "tinyimagenet_resnet34", "synthetic"])
+def test_bundled_sweep_file_smoke_pipeline(ray_session, tmp_path, name, cifar_root, tiny_root):
+    args = ["sweep", "pipeline", "--smoke", "--storage", str(tmp_path)]
+    if name != "quickstart":  # the quickstart is the embedded default: no --config
+        args += ["--config", f"sweeps/{name}.yaml"]
+    root = {"cifar100_wrn40_2": cifar_root, "tinyimagenet_resnet34": tiny_root}.get(name)
+    if root:
+        args += ["--set", f"teachers.config.data.root={root}"]
+    r = run(args)
+    assert r.exit_code == 0, r.output
+    assert "best SoTeacher setting per method" in r.output and "pipeline wall time" in r.output
+    exp = tmp_path / name
+    teachers = pq.read_table(exp / "teachers.parquet").to_pylist()
+    students = pq.read_table(exp / "students.parquet").to_pylist()
+    assert len(teachers) == 2 and any(t["is_control"] for t in teachers)
+    assert students and all(s["status"] == "finished" for s in students)
+    assert {s["teacher_id"] for s in students} <= {t["teacher_id"] for t in teachers}

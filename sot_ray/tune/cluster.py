@@ -19,6 +19,9 @@ def connect(spec: RaySpec) -> None:
 
     if ray.is_initialized():
         return
+    # Ray Train's controller polls its workers every 2 s by default, which adds up to that much
+    # to the end of every trial; a local instance inherits this process's environment
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     address = spec.address or os.environ.get("RAY_ADDRESS")
     kwargs = dict(log_to_driver=False, logging_level=logging.WARNING,
                   configure_logging=True)

@@ -150,7 +150,7 @@ def _asha(a):
 
 
 def run_experiment(kind: str, spec: SweepSpec, exp_dir: Path, trials: list[dict], resume: bool,
-                   echo: bool = True) -> dict:
+                   echo: bool = True, save_spec: bool = False) -> dict:
     """Run (or, with ``resume``, restore and continue) one Tune experiment of ``trials``."""
     import ray.tune as tune
 
@@ -160,6 +160,8 @@ def run_experiment(kind: str, spec: SweepSpec, exp_dir: Path, trials: list[dict]
     t0 = time.perf_counter()
     cluster.connect(spec.ray)
     concurrent = cluster.check_resources(spec.resources)
+    if save_spec and not resume:
+        _save_spec(spec, exp_dir)
     trainable = tune.with_resources(trial, {"cpu": cluster.TRIAL_DRIVER_CPU})
     if resume:
         if not tune.Tuner.can_restore(str(tune_dir)):
@@ -209,9 +211,7 @@ def sweep_teachers(spec: SweepSpec, storage: Path, name: str | None = None, resu
                    echo: bool = True) -> tuple[Path, dict]:
     exp_dir = storage / (name or spec.name)
     trials = teacher_trials(spec)
-    if not resume:
-        _save_spec(spec, exp_dir)
-    return exp_dir, run_experiment("teacher", spec, exp_dir, trials, resume, echo)
+    return exp_dir, run_experiment("teacher", spec, exp_dir, trials, resume, echo, save_spec=True)
 
 
 def select_teachers(teacher_exp: Path, spec: SweepSpec) -> list[dict]:
@@ -243,6 +243,4 @@ def sweep_students(spec: SweepSpec, storage: Path, teacher_exp: Path, name: str 
     if echo and not resume:
         print(f"[students] teachers: " + ", ".join(t["trial_name"] for t in teachers), flush=True)
     trials = student_trials(spec, teachers)
-    if name and not resume:
-        _save_spec(spec, exp_dir)
-    return exp_dir, run_experiment("student", spec, exp_dir, trials, resume, echo)
+    return exp_dir, run_experiment("student", spec, exp_dir, trials, resume, echo, save_spec=bool(name))
