@@ -223,3 +223,22 @@ def test_bundled_sweep_file_smoke_pipeline(ray_session, tmp_path, name, cifar_ro
     assert len(teachers) == 2 and any(t["is_control"] for t in teachers)
     assert students and all(s["status"] == "finished" for s in students)
     assert {s["teacher_id"] for s in students} <= {t["teacher_id"] for t in teachers}
+
+
+def test_data_parallel_trial_on_two_ray_train_workers(ray_session, tmp_path):
+    spec = {"name": "dp",
+            "teachers": {"config": {"model": "resnet8", "data": {"name": "digits"},
+                                    "train": {"epochs": 2, "device": "cpu"},
+                                    "reg": {"consist_start_at": 0}},
+                         "search": {"lip_coef": {"grid": [1e-5]}}, "control": False, "asha": None},
+            "resources": {"workers": 2, "cpus_per_worker": 1}}
+    f = tmp_path / "dp.yaml"
+    f.write_text(yaml.safe_dump(spec))
+    r = run(["sweep", "teachers", "--config", str(f), "--storage", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    (row,) = pq.read_table(tmp_path / "dp" / "teachers.parquet").to_pylist()
+    assert row["status"] == "finished" and row["epochs_run"] == 2
+    run_dir = Path(row["run_dir"])
+    assert [h["epoch"] for h in rundir.read_history(run_dir)] == [1, 2]
+    log = (run_dir / "train.log").read_text()
+    assert log.count("epoch 1/2") == 1  # rank 0 alone logs and writes

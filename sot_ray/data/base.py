@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,32 @@ class _EpochLoader(abc.ABC):
     batch_size: int
     seed: int
     epoch: int = 0
+    rank: int = 0
+    world: int = 1
 
     @property
     @abc.abstractmethod
-    def num_samples(self) -> int:
+    def split_size(self) -> int:
         """Samples in the split (each path knows its own)."""
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank sees per epoch: an equal share (the remainder is dropped, as
+        DistributedSampler(drop_last=True) does), so every rank takes the same number of steps."""
+        return self.split_size // self.world
+
+    def shard(self, rank: int, world: int) -> "_EpochLoader":
+        """Data-parallel training: rank ``rank`` of ``world`` takes every world-th sample of the
+        epoch's (shared) order."""
+        self.rank, self.world = rank, world
+        return self
+
+    def epoch_order(self, gen: torch.Generator, shuffle: bool) -> torch.Tensor:
+        n = self.split_size
+        order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+        if self.world > 1:
+            order = order[self.rank::self.world][:self.num_samples]
+        return order
 
     def __len__(self) -> int:
         return (self.num_samples + self.batch_size - 1) // self.batch_size
@@ -112,14 +133,13 @@ class TensorLoader(_EpochLoader):
         self.epoch = 0
 
     @property
-    def num_samples(self) -> int:
+    def split_size(self) -> int:
         return len(self.y)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        n = len(self.y)
         gen = self.epoch_generator()
-        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
-        for start in range(0, n, self.batch_size):
+        order = self.epoch_order(gen, self.shuffle)
+        for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             idx_dev = idx.to(self.device)
             x = self.x.index_select(0, idx_dev)
@@ -191,7 +211,7 @@ class _SampleLoader(_EpochLoader):
         self.batch_size, self.num_workers = batch_size, num_workers
 
     @property
-    def num_samples(self) -> int:
+    def split_size(self) -> int:
         return len(self.split)
 
     def __iter__(self):
@@ -201,7 +221,10 @@ class _SampleLoader(_EpochLoader):
             view = IndexedDataset(self.split.base, torch.tensor(self.split.indices),
                                   self.bundle.train_transform)
         torch.manual_seed(gen.initial_seed())  # torchvision's random transforms draw from here
-        loader = DataLoader(view, batch_size=self.batch_size, shuffle=self.train_mode,
+        shuffle = self.train_mode
+        if self.world > 1:  # this rank's share of the epoch's order, in that order
+            view, shuffle = Subset(view, self.epoch_order(gen, self.train_mode).tolist()), False
+        loader = DataLoader(view, batch_size=self.batch_size, shuffle=shuffle,
                             generator=gen, num_workers=self.num_workers,
                             pin_memory=self.device.type == "cuda")
         for x, y, i in loader:

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from ..distributed import all_reduce_, gather_cat
 from ..errors import SotError
 from .base import Distiller, Embed, register
 
@@ -49,10 +50,13 @@ class ContrastMemory(nn.Module):
         if self.z[0] < 0:
             self.z[0] = out_s.mean().detach() * self.num_data
             self.z[1] = out_t.mean().detach() * self.num_data
+            all_reduce_(self.z, average=True)  # data-parallel: one constant on every rank
         out_s, out_t = out_s / self.z[0], out_t / self.z[1]
-        with torch.no_grad():
+        with torch.no_grad():  # data-parallel: every rank's batch updates every rank's memory
+            index = gather_cat(index)
             for mem, e in ((self.memory_s, e_s), (self.memory_t, e_t)):
-                pos = mem[index] * self.momentum + e.detach() * (1 - self.momentum)
+                e = gather_cat(e.detach())
+                pos = mem[index] * self.momentum + e * (1 - self.momentum)
                 mem.index_copy_(0, index, pos / pos.pow(2).sum(1, keepdim=True).sqrt())
         return out_s, out_t
 

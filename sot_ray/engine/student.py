@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .. import config as C
+from .. import distributed as D
 from ..data import DataBundle
 from ..distillers import create_distiller
 from ..errors import SotError
@@ -82,6 +83,7 @@ class StudentTrainer(Trainer):
             "teacher_consist_schedule": t_reg.get("consist_schedule"),
         }
         self._teacher_test = None
+        D.broadcast_module_(self.distiller)  # connectors and memories start equal on every rank
 
     def trainable(self):
         return self.distiller.learnable_parameters()
@@ -95,7 +97,8 @@ class StudentTrainer(Trainer):
         if not d.init_epochs or not epochs or resumed:
             return
         lr = d.init_lr(cfg.optim.lr)
-        opt = torch.optim.SGD(d.init_parameters(), lr=lr, momentum=cfg.optim.momentum,
+        params = d.init_parameters()
+        opt = torch.optim.SGD(params, lr=lr, momentum=cfg.optim.momentum,
                               weight_decay=cfg.optim.weight_decay)
         t0, losses = time.perf_counter(), []
         for k in range(1, epochs + 1):
@@ -107,10 +110,11 @@ class StudentTrainer(Trainer):
                 loss = d.init_loss(x)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                D.average_gradients(params)
                 opt.step()
                 total += loss.detach() * len(y)
                 seen += len(y)
-            value = float(total) / seen
+            value = float(D.all_reduce_(total)) / (seen * self.world)
             if not math.isfinite(value):
                 raise SotError(f"{d.method} initialisation loss became {value} in init epoch {k}; "
                                "lower the learning rate")

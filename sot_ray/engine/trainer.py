@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import config as C
+from .. import distributed as D
 from ..data import DataBundle, load_dataset, make_loader
 from ..errors import SotError
 from ..models import create_model
@@ -45,6 +46,19 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise SotError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+class _NoWriter:
+    """What ranks other than 0 write to TensorBoard: nothing."""
+
+    def add_scalar(self, *args, **kwargs):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
 
 
 def lr_at(epoch: int, base: float, milestones: list[int], rate: float) -> float:
@@ -114,9 +128,29 @@ class Trainer(abc.ABC):
     # ---------------------------------------------------------------- the run
 
     def run(self) -> dict:
+        """Train; with a ``torch.distributed`` process group (a multi-worker Ray Train trial) the
+        run is data-parallel: each rank takes an equal share of every epoch's batches
+        (``batch_size / world`` each, so the global batch is the recipe's), gradients are
+        averaged, and rank 0 alone writes the run folder."""
         cfg = self.cfg
         cfg_dict = C.to_dict(cfg)
-        has_ckpt = rundir.prepare(self.out, cfg_dict, self.resume)
+        self.rank, self.world = D.world()
+        self.is_main = self.rank == 0
+        if self.world > 1 and cfg.optim.batch_size % self.world:
+            raise SotError(f"optim.batch_size {cfg.optim.batch_size} is not divisible by the "
+                           f"{self.world} data-parallel workers")
+        if not self.is_main:
+            self.log = lambda _line: None
+        verdict = None
+        if self.is_main:
+            try:
+                verdict = rundir.prepare(self.out, cfg_dict, self.resume)
+            except SotError as exc:
+                verdict = exc
+        verdict = D.broadcast_object(verdict)  # no rank waits for one that gave up
+        if isinstance(verdict, SotError):
+            raise verdict
+        has_ckpt = bool(verdict)
         done = rundir.read_summary(self.out)
         if done and done.get("status") == "finished":
             self.log(f"{self.out} already finished; nothing to do")
@@ -129,6 +163,7 @@ class Trainer(abc.ABC):
             raise SotError("the validation split is empty; raise data.val_fraction")
         self.bundle = bundle
         self.build(bundle)
+        D.broadcast_module_(self.model)  # same start on every rank, whatever its RNG did
         self.optimizer = torch.optim.SGD(self.trainable(), lr=cfg.optim.lr,
                                          momentum=cfg.optim.momentum,
                                          weight_decay=cfg.optim.weight_decay)
@@ -139,10 +174,12 @@ class Trainer(abc.ABC):
             self.log(f"resuming {self.out} from epoch {start - 1}")
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(self.out / rundir.TB), purge_step=start)
+        writer = (SummaryWriter(str(self.out / rundir.TB), purge_step=start) if self.is_main
+                  else _NoWriter())
         dev = self.device
-        train_loader = make_loader(bundle, "train", cfg.optim.batch_size, dev, seed=cfg.train.seed,
-                                   num_workers=cfg.data.num_workers)
+        train_loader = make_loader(bundle, "train", cfg.optim.batch_size // self.world, dev,
+                                   seed=cfg.train.seed, num_workers=cfg.data.num_workers)
+        train_loader.shard(self.rank, self.world)
         val_loader = make_loader(bundle, "val", cfg.train.eval_batch_size, dev,
                                  num_workers=cfg.data.num_workers)
         pstar_loader = None
@@ -174,13 +211,16 @@ class Trainer(abc.ABC):
                 improved = best is None or sign * row[select] > sign * best[select]
                 if improved:
                     best = {k: v for k, v in row.items() if k.startswith("val/")} | {"epoch": epoch}
-                    self._save(self.out / rundir.BEST, epoch, best, full=False)
-                self._save(self.out / rundir.LAST, epoch, best, full=True)
-                for k, v in row.items():
-                    if k != "epoch":
-                        writer.add_scalar(k, v, epoch)
-                writer.flush()
-                rundir.append_history(self.out, row)
+                if self.is_main:
+                    if improved:
+                        self._save(self.out / rundir.BEST, epoch, best, full=False)
+                    self._save(self.out / rundir.LAST, epoch, best, full=True)
+                    for k, v in row.items():
+                        if k != "epoch":
+                            writer.add_scalar(k, v, epoch)
+                    writer.flush()
+                    rundir.append_history(self.out, row)
+                D.barrier()  # the epoch's files are complete before any rank goes on
                 self.log(self._progress_line(row))
                 if self.on_epoch is not None:
                     self.on_epoch(row, self.out)
@@ -195,6 +235,7 @@ class Trainer(abc.ABC):
 
     def _train_epoch(self, loader, epoch: int) -> dict[str, float]:
         self.train_mode()
+        self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=self.device)
         seen = 0
@@ -203,6 +244,8 @@ class Trainer(abc.ABC):
             logits, total, terms = self.compute_loss(x, y, idx)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
+            if self.world > 1:
+                D.average_gradients(self._params)
             self.optimizer.step()
             b = len(y)
             seen += b
@@ -212,12 +255,17 @@ class Trainer(abc.ABC):
                 sums[k] = sums[k] + v if k in sums else v
             correct += (logits.detach().argmax(1) == y).sum()
             if step % 50 == 0 or step == n_steps - 1:
-                value = float(total.detach())
+                value = float(D.all_reduce_(total.detach().clone(), average=True))  # ranks agree
                 if not math.isfinite(value):
                     raise SotError(
                         f"training loss became {value} in epoch {epoch} (step {step + 1}); "
                         "lower the learning rate or the coefficients (the last checkpoint is kept)"
                     )
+        if self.world > 1:  # every rank's share of the epoch
+            keys = sorted(sums)
+            flat = D.all_reduce_(torch.stack([sums[k] for k in keys] + [correct.float()]))
+            sums, correct = dict(zip(keys, flat[:-1])), flat[-1]
+            seen *= self.world
         out = {k: float(v) / seen for k, v in sums.items()}
         out["train/acc"] = float(correct) * 100.0 / seen
         return out
@@ -283,7 +331,8 @@ class Trainer(abc.ABC):
             "checkpoints": {"last": str(self.out / rundir.LAST), "best": str(self.out / rundir.BEST)},
         }
         summary.update(self.summary_fields())
-        rundir.write_summary(self.out, summary)
+        if self.is_main:
+            rundir.write_summary(self.out, summary)
         self.log(
             f"done: test/acc {last['test/acc']:.2f} (last epoch {last['epoch']}), "
             f"{best['test/acc']:.2f} (best epoch {best.get('epoch')} by {cfg.train.select_metric}); "

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import gather_cat
+
 
 class ConsistencyRegularizer(nn.Module):
     """Per-sample running average of past predictions, used as a constant soft target.
@@ -48,7 +50,8 @@ class ConsistencyRegularizer(nn.Module):
 
     def forward(self, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         loss = self.loss(logits, index)
-        self.update(F.softmax(logits.detach().float(), dim=1), index)
+        # data-parallel: every rank folds in every rank's batch, so the banks stay identical
+        self.update(gather_cat(F.softmax(logits.detach().float(), dim=1)), gather_cat(index))
         return loss
 
     def end_epoch(self) -> None:

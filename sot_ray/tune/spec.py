@@ -71,6 +71,10 @@ class ResourceSpec:
     gpus_per_worker: float = 0.0  # fractional values pack several trials on one GPU
     max_concurrent_trials: int | None = None  # None: what the cluster's CPUs/GPUs hold
     check: bool = True  # refuse requests no node can satisfy (turn off for autoscaling clusters)
+    # a trial's worker group that cannot start within Ray Train's start timeout (60 s,
+    # $RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S) is retried this many times, then the trial fails
+    # (Ray Train's default retries for ever); raise it where nodes take minutes to join
+    start_retries: int = 2
 
 
 @dataclass
@@ -184,6 +188,8 @@ def validate_spec(spec: SweepSpec) -> None:
         raise SotError(f"resources.cpus_per_worker must be > 0, got {r.cpus_per_worker}")
     if r.gpus_per_worker < 0 or (r.gpus_per_worker > 1 and r.gpus_per_worker != int(r.gpus_per_worker)):
         raise SotError(f"resources.gpus_per_worker must be a fraction <= 1 or a whole number, got {r.gpus_per_worker}")
+    if r.start_retries < 0:
+        raise SotError(f"resources.start_retries must be >= 0, got {r.start_retries}")
     if r.max_concurrent_trials is not None and r.max_concurrent_trials < 1:
         raise SotError(f"resources.max_concurrent_trials must be >= 1, got {r.max_concurrent_trials}")
 

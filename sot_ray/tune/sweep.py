@@ -65,11 +65,20 @@ class TableCallback(Callback):
         self._lock = threading.Lock()
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_reaper")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+    @property
+    def reaper(self) -> cluster.OrphanReaper:
+        if getattr(self, "_reaper", None) is None:
+            self._reaper = cluster.OrphanReaper()
+        return self._reaper
+
+    def on_step(self, iteration, trials, **info):
+        self.reaper()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._record(trial, {})
@@ -162,7 +171,7 @@ def run_experiment(kind: str, spec: SweepSpec, exp_dir: Path, trials: list[dict]
     concurrent = cluster.check_resources(spec.resources)
     if save_spec and not resume:
         _save_spec(spec, exp_dir)
-    trainable = tune.with_resources(trial, {"cpu": cluster.TRIAL_DRIVER_CPU})
+    trainable = tune.with_resources(trial, cluster.TRIAL_DRIVER_RESOURCES)
     if resume:
         if not tune.Tuner.can_restore(str(tune_dir)):
             raise SotError(f"no {kind} sweep to resume in {str(exp_dir)!r}")

@@ -21,7 +21,9 @@ def _scalars(row: dict) -> dict:
 
 
 def train_worker(loop: dict) -> None:
-    """Runs on each Ray Train worker."""
+    """Runs on each Ray Train worker. With several workers Ray Train has set up the
+    ``torch.distributed`` process group and the engine trains data-parallel; every rank reports
+    (Ray Train takes rank 0's metrics), rank 0 alone writes the run folder."""
     import ray.train
     import torch
 
@@ -30,9 +32,6 @@ def train_worker(loop: dict) -> None:
     from ..engine import rundir
 
     torch.set_num_threads(max(1, int(loop["threads"])))
-    ctx = ray.train.get_context()
-    if ctx.get_world_size() > 1:
-        raise RuntimeError("data-parallel trials (resources.workers > 1) are not supported yet")
     cls = TeacherTrainer if loop["kind"] == "teacher" else StudentTrainer
     cfg = C.from_dict(cls.config_cls, loop["config"])
     out = Path(loop["run_dir"])
@@ -73,7 +72,10 @@ def trial(config: dict) -> None:
                                      resources_per_worker=res),
         run_config=RunConfig(name=t["name"], storage_path=config["train_storage"],
                              callbacks=[TuneReportCallback()],
-                             failure_config=FailureConfig(max_failures=0)),
+                             # a trial that raises fails (Tune records why); a worker group
+                             # that cannot start is retried a bounded number of times
+                             failure_config=FailureConfig(
+                                 max_failures=0, controller_failure_limit=r["start_retries"])),
     )
     trainer.fit()
 
