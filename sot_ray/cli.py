@@ -174,6 +174,10 @@ def sweep():
 
 
 def _sweep_options(f):
+    f = click.option("--dry-run", is_flag=True, help="With --cluster: print every step, run none.")(f)
+    f = click.option("--cluster", "cluster_file", type=click.Path(dir_okay=False),
+                     help="Ray cluster-launcher file (cluster/aws.yaml): bring it up (or reuse it), ship "
+                     "the project and run this sweep on its head node.")(f)
     f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Dotted override of the sweep file, e.g. --set teachers.config.data.root=/data "
                      "(repeatable).")(f)
@@ -196,6 +200,53 @@ def _load_sweep(config_file, smoke, address, overrides=()):
     return spec
 
 
+def _on_cluster(ctx: click.Context, cluster_file: str | None, dry_run: bool, storage: str | None,
+                config_file: str | None) -> bool:
+    """With ``--cluster``: run this very command on the cluster's head node (or print the plan)
+    and return True; without it, False (``--dry-run`` alone is refused)."""
+    if not cluster_file:
+        if dry_run:
+            raise SotError("--dry-run needs --cluster (it prints the steps of a cluster sweep)")
+        return False
+    import os
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    from .tune.launch import cluster_plan, validate_cluster_file
+
+    cfg = validate_cluster_file(cluster_file)
+    project = Path(__file__).resolve().parents[1]
+    if not (project / "pyproject.toml").is_file():
+        raise SotError("--cluster ships the project's source: run it from a sot-ray checkout")
+    args = list(ctx.command_path.split()[1:])  # e.g. ["sweep", "teachers"]
+    skip = {"cluster_file", "dry_run", "storage"}
+    for key, value in ctx.params.items():
+        if key in skip or value in (None, False, ()):
+            continue
+        opt = next(o for o in ctx.command.params if o.name == key).opts[-1]
+        if key == "config_file":  # shipped with the project: give it relative to the project
+            path = Path(value).resolve()
+            if project not in path.parents:
+                raise SotError(f"--config {value!r} lies outside the project folder {str(project)!r}, "
+                               "which is what --cluster ships; copy it under sweeps/")
+            value = str(path.relative_to(project))
+        for v in (value if isinstance(value, tuple) else (value,)):
+            args += [opt] if v is True else [opt, str(v)]
+    if "--address" not in args:  # on the head node: join the cluster, never start a new instance
+        args += ["--address", "auto"]
+    steps, fetch = cluster_plan(cluster_file, cfg, args, storage, project)
+    for i, step in enumerate(steps, 1):
+        click.echo(f"[{i}/{len(steps)}] {shlex.join(step)}")
+        if not dry_run:
+            rc = subprocess.run(step, env=os.environ).returncode
+            if rc:
+                raise SotError(f"step {i} ({step[0]} {step[1]}) failed with exit status {rc}")
+    click.echo(f"results: {fetch}")
+    click.echo(f"tensorboard: ray exec {cluster_file} 'tensorboard --logdir <storage>/<experiment>' --port-forward 6006")
+    return True
+
+
 def _finish_sweep(kind: str, result: dict) -> None:
     if result["errors"]:
         raise SotError(f"{result['errors']} of {result['trials']} {kind} trials failed; their errors are "
@@ -203,9 +254,10 @@ def _finish_sweep(kind: str, result: dict) -> None:
 
 
 @sweep.command("teachers")
+@click.pass_context
 @click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False), help="Sweep file.")
 @_sweep_options
-def sweep_teachers_cmd(config_file, name, storage, address, resume, smoke, overrides):
+def sweep_teachers_cmd(ctx, config_file, name, storage, address, resume, smoke, overrides, cluster_file, dry_run):
     """Search teacher coefficients (lip_coef, consist_coef, schedule, seeds) with ASHA.
 
     \b
@@ -214,6 +266,8 @@ def sweep_teachers_cmd(config_file, name, storage, address, resume, smoke, overr
     """
     from .tune.sweep import resolve_storage, sweep_teachers
 
+    if _on_cluster(ctx, cluster_file, dry_run, storage, config_file):
+        return
     spec = _load_sweep(config_file, smoke, address, overrides)
     exp, result = sweep_teachers(spec, resolve_storage(storage, spec), name, resume)
     click.echo(f"teachers: {exp / 'teachers.parquet'}; tensorboard --logdir {exp}")
@@ -221,10 +275,11 @@ def sweep_teachers_cmd(config_file, name, storage, address, resume, smoke, overr
 
 
 @sweep.command("students")
+@click.pass_context
 @click.option("--teachers", "teachers", required=True, help="The teacher experiment (name or folder).")
 @click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False), help="Sweep file.")
 @_sweep_options
-def sweep_students_cmd(teachers, config_file, name, storage, address, resume, smoke, overrides):
+def sweep_students_cmd(ctx, teachers, config_file, name, storage, address, resume, smoke, overrides, cluster_file, dry_run):
     """Distil the top-k teachers of a teacher sweep, plus its standard (control) teacher, into
     students: methods x student models x seeds.
 
@@ -235,6 +290,8 @@ def sweep_students_cmd(teachers, config_file, name, storage, address, resume, sm
     from .results.summary import render_table, summarize
     from .tune.sweep import resolve_experiment, resolve_storage, sweep_students
 
+    if _on_cluster(ctx, cluster_file, dry_run, storage, config_file):
+        return
     spec = _load_sweep(config_file, smoke, address, overrides)
     root = resolve_storage(storage, spec)
     exp, result = sweep_students(spec, root, resolve_experiment(teachers, root), name, resume)
@@ -250,10 +307,11 @@ def default_sweep_file() -> str:
 
 
 @sweep.command("pipeline")
+@click.pass_context
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Sweep file (default: the bundled sweeps/quickstart.yaml).")
 @_sweep_options
-def sweep_pipeline_cmd(config_file, name, storage, address, resume, smoke, overrides):
+def sweep_pipeline_cmd(ctx, config_file, name, storage, address, resume, smoke, overrides, cluster_file, dry_run):
     """Teachers, then students from the best of them, then the summary table.
 
     With no options: the quickstart (digits, a local Ray instance, a few minutes on a laptop).
@@ -268,6 +326,8 @@ def sweep_pipeline_cmd(config_file, name, storage, address, resume, smoke, overr
     from .results.summary import render_table, summarize
     from .tune.sweep import resolve_storage, sweep_students, sweep_teachers
 
+    if _on_cluster(ctx, cluster_file, dry_run, storage, config_file):
+        return
     t0 = time.perf_counter()
     spec = _load_sweep(config_file or default_sweep_file(), smoke, address, overrides)
     root = resolve_storage(storage, spec)
@@ -283,6 +343,35 @@ def sweep_pipeline_cmd(config_file, name, storage, address, resume, smoke, overr
     click.echo(f"pipeline wall time {time.perf_counter() - t0:.0f}s")
     _finish_sweep("teacher", t_result)
     _finish_sweep("student", s_result)
+
+
+@cli.group(cls=_Group)
+def cluster():
+    """Ray cluster-launcher files.
+
+    \b
+    Example:
+      sot-ray cluster validate cluster/aws.yaml
+    """
+
+
+@cluster.command("validate")
+@click.argument("cluster_file", type=click.Path(dir_okay=False))
+def cluster_validate_cmd(cluster_file):
+    """Check a cluster file offline: Ray's own schema, the Ray version it installs, shared
+    storage for results, and safe network settings.
+
+    \b
+    Example:
+      sot-ray cluster validate cluster/aws.yaml
+    """
+    from .tune.launch import cluster_storage, validate_cluster_file
+
+    cfg = validate_cluster_file(cluster_file)
+    types = cfg["available_node_types"]
+    click.echo(f"{cluster_file}: valid; head {cfg['head_node_type']}, node types "
+               f"{', '.join(types)}, up to {cfg.get('max_workers')} workers; results in "
+               f"{cluster_storage(cfg)}")
 
 
 @cli.command("results")

@@ -12,6 +12,7 @@ from ..errors import SotError
 CONFIG = "config.yaml"
 SUMMARY = "metrics.json"
 HISTORY = "history.jsonl"
+LOG = "train.log"  # progress lines of runs started by a sweep (may precede the config)
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
 TB = "tb"
@@ -38,7 +39,7 @@ def prepare(out: Path, cfg: dict, resume: bool) -> bool:
     if out.exists() and not out.is_dir():
         raise SotError(f"output path {str(out)!r} exists and is not a folder")
     cfg_file = out / CONFIG
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(f.name != LOG for f in out.iterdir()):
         if not cfg_file.is_file():
             raise SotError(f"output folder {str(out)!r} is not empty and holds no sot-ray run; choose another --out")
         if not (out / LAST).is_file() and not (out / HISTORY).is_file():

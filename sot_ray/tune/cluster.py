@@ -27,6 +27,8 @@ def connect(spec: RaySpec) -> None:
     address = spec.address or os.environ.get("RAY_ADDRESS")
     kwargs = dict(log_to_driver=False, logging_level=logging.WARNING,
                   configure_logging=True)
+    if address and address != "auto":
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -34,6 +36,21 @@ def connect(spec: RaySpec) -> None:
             ray.init(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, _temp_dir=spec.temp_dir, **kwargs)
     except ConnectionError as exc:
         raise SotError(f"cannot reach the Ray cluster at {address!r}: {str(exc).splitlines()[0]}") from None
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds on an address nothing answers at (Ray itself keeps retrying for minutes)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SotError(f"--address {address!r} is not of the form HOST:PORT (or auto)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise SotError(f"cannot reach the Ray cluster at {address!r} ({exc.strerror or 'timed out'})") from None
 
 
 def worker_resources(r: ResourceSpec) -> dict[str, float]:

@@ -75,6 +75,9 @@ class ResourceSpec:
     # $RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S) is retried this many times, then the trial fails
     # (Ray Train's default retries for ever); raise it where nodes take minutes to join
     start_retries: int = 2
+    # a failed trial (its node lost, its worker killed) restarts from its last checkpoint up to
+    # this many times; a trial that fails for its own reasons (a NaN loss) is then recorded failed
+    trial_retries: int = 2
 
 
 @dataclass
@@ -188,6 +191,8 @@ def validate_spec(spec: SweepSpec) -> None:
         raise SotError(f"resources.cpus_per_worker must be > 0, got {r.cpus_per_worker}")
     if r.gpus_per_worker < 0 or (r.gpus_per_worker > 1 and r.gpus_per_worker != int(r.gpus_per_worker)):
         raise SotError(f"resources.gpus_per_worker must be a fraction <= 1 or a whole number, got {r.gpus_per_worker}")
+    if r.trial_retries < 0:
+        raise SotError(f"resources.trial_retries must be >= 0, got {r.trial_retries}")
     if r.start_retries < 0:
         raise SotError(f"resources.start_retries must be >= 0, got {r.start_retries}")
     if r.max_concurrent_trials is not None and r.max_concurrent_trials < 1:

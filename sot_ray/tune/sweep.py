@@ -193,7 +193,7 @@ def run_experiment(kind: str, spec: SweepSpec, exp_dir: Path, trials: list[dict]
             run_config=tune.RunConfig(
                 name=f"{kind}s", storage_path=str(exp_dir), verbose=0,
                 callbacks=[TableCallback(kind, exp_dir.name, str(table), str(runs_dir), echo)],
-                failure_config=tune.FailureConfig(max_failures=0),
+                failure_config=tune.FailureConfig(max_failures=spec.resources.trial_retries),
             ),
         )
     if echo:

@@ -38,8 +38,13 @@ def train_worker(loop: dict) -> None:
     last_epoch = cfg.train.epochs
 
     def log(line: str) -> None:  # the engine's progress lines, kept in the run folder
-        with open(out / "train.log", "a") as f:
+        with open(out / rundir.LOG, "a") as f:
             f.write(line + "\n")
+
+    ctx = ray.train.get_context()
+    if ctx.get_world_rank() == 0:  # where this attempt runs (a restarted trial logs it again)
+        out.mkdir(parents=True, exist_ok=True)
+        log(f"worker rank 0 of {ctx.get_world_size()} on node {ray.get_runtime_context().get_node_id()}")
 
     def on_epoch(row: dict, _out) -> None:
         if row["epoch"] < last_epoch:  # the last epoch is reported with the test metrics below
