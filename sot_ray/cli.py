@@ -208,12 +208,9 @@ def _on_cluster(ctx: click.Context, cluster_file: str | None, dry_run: bool, sto
         if dry_run:
             raise SotError("--dry-run needs --cluster (it prints the steps of a cluster sweep)")
         return False
-    import os
-    import shlex
-    import subprocess
     from pathlib import Path
 
-    from .tune.launch import cluster_plan, validate_cluster_file
+    from .tune.launch import cluster_plan, run_plan, validate_cluster_file
 
     cfg = validate_cluster_file(cluster_file)
     project = Path(__file__).resolve().parents[1]
@@ -236,12 +233,7 @@ def _on_cluster(ctx: click.Context, cluster_file: str | None, dry_run: bool, sto
     if "--address" not in args:  # on the head node: join the cluster, never start a new instance
         args += ["--address", "auto"]
     steps, fetch = cluster_plan(cluster_file, cfg, args, storage, project)
-    for i, step in enumerate(steps, 1):
-        click.echo(f"[{i}/{len(steps)}] {shlex.join(step)}")
-        if not dry_run:
-            rc = subprocess.run(step, env=os.environ).returncode
-            if rc:
-                raise SotError(f"step {i} ({step[0]} {step[1]}) failed with exit status {rc}")
+    run_plan(steps, dry_run, click.echo)
     click.echo(f"results: {fetch}")
     click.echo(f"tensorboard: ray exec {cluster_file} 'tensorboard --logdir <storage>/<experiment>' --port-forward 6006")
     return True
@@ -324,18 +316,13 @@ def sweep_pipeline_cmd(ctx, config_file, name, storage, address, resume, smoke, 
     import time
 
     from .results.summary import render_table, summarize
-    from .tune.sweep import resolve_storage, sweep_students, sweep_teachers
+    from .tune.sweep import resolve_storage, sweep_pipeline
 
     if _on_cluster(ctx, cluster_file, dry_run, storage, config_file):
         return
     t0 = time.perf_counter()
     spec = _load_sweep(config_file or default_sweep_file(), smoke, address, overrides)
-    root = resolve_storage(storage, spec)
-    exp = root / (name or spec.name)
-    t_resume = resume and (exp / "teachers").exists()
-    exp, t_result = sweep_teachers(spec, root, name, t_resume)
-    s_resume = resume and (exp / "students").exists()
-    _, s_result = sweep_students(spec, root, exp, None, s_resume)
+    exp, t_result, s_result = sweep_pipeline(spec, resolve_storage(storage, spec), name, resume)
     click.echo("")
     click.echo(render_table(summarize(exp)))
     click.echo(f"\nParquet: {exp / 'teachers.parquet'}, {exp / 'students.parquet'}")

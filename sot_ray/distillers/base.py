@@ -132,7 +132,7 @@ class Distiller(nn.Module):
         return []
 
     def init_loss(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"{self.method} has no initialisation stage")
+        raise SotError(f"{self.method} has no initialisation stage")
 
     def method_state(self) -> dict:
         """State of the method's own modules and buffers (not student, not teacher)."""

@@ -160,3 +160,21 @@ def cluster_plan(cluster_file: str, cfg: dict, sweep_args: list[str], storage: s
     ]
     fetch = f"ray rsync-down {cluster_file} {storage}/ ./sot-ray-results/"
     return steps, fetch
+
+
+def run_plan(steps: list[list[str]], dry_run: bool, echo) -> None:
+    """Print each step; unless ``dry_run``, run it (its output streams through) and stop at the
+    first that fails."""
+    import os
+    import subprocess
+
+    for i, step in enumerate(steps, 1):
+        echo(f"[{i}/{len(steps)}] {shlex.join(step)}")
+        if dry_run:
+            continue
+        try:
+            rc = subprocess.run(step, env=os.environ).returncode
+        except FileNotFoundError:
+            raise SotError(f"step {i}: {step[0]!r} is not installed here") from None
+        if rc:
+            raise SotError(f"step {i} ({step[0]} {step[1]}) failed with exit status {rc}")

@@ -253,3 +253,13 @@ def sweep_students(spec: SweepSpec, storage: Path, teacher_exp: Path, name: str 
         print(f"[students] teachers: " + ", ".join(t["trial_name"] for t in teachers), flush=True)
     trials = student_trials(spec, teachers)
     return exp_dir, run_experiment("student", spec, exp_dir, trials, resume, echo, save_spec=bool(name))
+
+
+def sweep_pipeline(spec: SweepSpec, storage: Path, name: str | None = None, resume: bool = False,
+                   echo: bool = True) -> tuple[Path, dict, dict]:
+    """Teachers, then students from the best of them, in one experiment folder. With ``resume``
+    each stage that already started is restored; a stage that never started runs afresh."""
+    exp = storage / (name or spec.name)
+    exp, t_result = sweep_teachers(spec, storage, name, resume and (exp / "teachers").exists(), echo)
+    _, s_result = sweep_students(spec, storage, exp, None, resume and (exp / "students").exists(), echo)
+    return exp, t_result, s_result
