@@ -55,7 +55,13 @@ def test_multi_node_sweep_survives_losing_a_node(tmp_path):
     token.write_text(secrets.token_hex(32))
     os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(token))
     # the dashboard (state API) is what lets Ray Train and sot-ray clean up a dead node's groups
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": True})
+    import socket
+
+    with socket.socket() as sock:  # the session's own Ray instance may hold the default port
+        sock.bind(("127.0.0.1", 0))
+        dashboard_port = sock.getsockname()[1]
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "include_dashboard": True, "dashboard_port": dashboard_port})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     try:
         f = _sweep(tmp_path, "mn", {
