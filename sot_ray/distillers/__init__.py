@@ -32,7 +32,7 @@ def create_distiller(method: str, student: torch.nn.Module, teacher: torch.nn.Mo
     )
     device = next(student.parameters()).device
     dummy = torch.zeros(2, 3, input_size, input_size, device=device)
-    s_was, t_was = student.training, teacher.training
+    s_was = student.training
     student.eval()
     teacher.eval()
     with torch.no_grad():

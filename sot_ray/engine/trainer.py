@@ -23,7 +23,6 @@ from .. import config as C
 from .. import distributed as D
 from ..data import DataBundle, load_dataset, make_loader
 from ..errors import SotError
-from ..models import create_model
 from . import rundir
 from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from .metrics import classification_metrics, kl_from_pstar, predict

@@ -250,7 +250,7 @@ def sweep_students(spec: SweepSpec, storage: Path, teacher_exp: Path, name: str 
     exp_dir = storage / name if name else teacher_exp
     teachers = select_teachers(teacher_exp, spec)
     if echo and not resume:
-        print(f"[students] teachers: " + ", ".join(t["trial_name"] for t in teachers), flush=True)
+        print("[students] teachers: " + ", ".join(t["trial_name"] for t in teachers), flush=True)
     trials = student_trials(spec, teachers)
     return exp_dir, run_experiment("student", spec, exp_dir, trials, resume, echo, save_spec=bool(name))
 
