@@ -279,8 +279,8 @@ def sweep_students_cmd(ctx, teachers, config_file, name, storage, address, resum
     Example:
       sot-ray sweep students --teachers q1 --config sweeps/quickstart.yaml
     """
-    from .results.summary import render_table, summarize
-    from .tune.sweep import resolve_experiment, resolve_storage, sweep_students
+    from .results.summary import render_table, resolve_experiment, summarize
+    from .tune.sweep import resolve_storage, sweep_students
 
     if _on_cluster(ctx, cluster_file, dry_run, storage, config_file):
         return
@@ -379,14 +379,10 @@ def results_cmd(experiment, storage, fmt):
     from pathlib import Path
 
     from .config import default_storage
-    from .results.summary import render_csv, render_table, summarize
+    from .results.summary import render_csv, render_table, resolve_experiment, summarize
 
     root = Path(storage).expanduser() if storage else default_storage()
-    p = Path(experiment).expanduser()
-    exp = p if p.is_dir() else root / experiment
-    if not exp.is_dir():
-        raise SotError(f"experiment {experiment!r} does not exist (looked at {str(p)!r} and {str(root / experiment)!r})")
-    summary = summarize(exp)
+    summary = summarize(resolve_experiment(experiment, root))
     if fmt == "json":
         import json
 

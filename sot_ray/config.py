@@ -231,20 +231,21 @@ def apply_overrides(data: dict, overrides: list[str], cls: type) -> dict:
     return data
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, what: str = "config file") -> dict:
+    """A YAML mapping from ``path``; ``what`` names the file in the one-line errors."""
     p = Path(path)
     if not p.is_file():
-        raise SotError(f"config file {str(p)!r} does not exist")
+        raise SotError(f"{what} {str(p)!r} does not exist")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise SotError(f"config file {str(p)!r} is not valid YAML{where}") from None
+        raise SotError(f"{what} {str(p)!r} is not valid YAML{where}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SotError(f"config file {str(p)!r} must hold a mapping at the top level")
+        raise SotError(f"{what} {str(p)!r} must hold a mapping at the top level")
     return data
 
 

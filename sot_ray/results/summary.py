@@ -95,6 +95,16 @@ def best_per_method(settings: list[dict]) -> list[dict]:
     return out
 
 
+def resolve_experiment(arg: str, storage: Path) -> Path:
+    """An experiment given as a folder path or as a name under the storage path."""
+    p = Path(arg).expanduser()
+    for cand in (p, Path(storage) / arg):
+        if cand.is_dir() and any((cand / f).is_file() for f in ("teachers.parquet", "students.parquet", "sweep.yaml")):
+            return cand.absolute()
+    raise SotError(f"experiment {arg!r} does not exist (no sot-ray experiment at {str(p)!r} or "
+                   f"{str(Path(storage) / arg)!r})")
+
+
 def summarize(experiment_dir: Path) -> dict:
     experiment_dir = Path(experiment_dir)
     t_path, s_path = experiment_dir / "teachers.parquet", experiment_dir / "students.parquet"

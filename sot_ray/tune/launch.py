@@ -15,8 +15,7 @@ import re
 import shlex
 from pathlib import Path
 
-import yaml
-
+from .. import config as C
 from ..errors import SotError
 
 WORLD = ("0.0.0.0/0", "::/0")
@@ -26,19 +25,6 @@ def _ray_version() -> str:
     import ray
 
     return ray.__version__
-
-
-def load_cluster_file(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise SotError(f"cluster file {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError:
-        raise SotError(f"cluster file {str(p)!r} is not valid YAML") from None
-    if not isinstance(data, dict):
-        raise SotError(f"cluster file {str(p)!r} must hold a mapping")
-    return data
 
 
 def _schema_error(exc) -> str:
@@ -56,7 +42,7 @@ def validate_cluster_file(path: str | Path) -> dict:
     import jsonschema
     import ray.autoscaler
 
-    cfg = load_cluster_file(path)
+    cfg = C.load_yaml(path, what="cluster file")
     name = str(path)
     schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
     try:

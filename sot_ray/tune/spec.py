@@ -102,7 +102,7 @@ class SweepSpec:
 def load_spec(path: str | Path | None, smoke: bool = False, overrides: list[str] | None = None) -> SweepSpec:
     """Read, apply ``smoke:`` (if asked) and dotted ``overrides`` (``teachers.config.data.root=/d``),
     type-check and validate a sweep file."""
-    data = C.load_yaml(path) if path else {}
+    data = C.load_yaml(path, what="sweep file") if path else {}
     if smoke:
         extra = data.get("smoke") or {}
         if not isinstance(extra, dict):

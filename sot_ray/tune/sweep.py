@@ -46,16 +46,6 @@ def resolve_storage(arg: str | None, spec: SweepSpec) -> Path:
     return storage
 
 
-def resolve_experiment(arg: str, storage: Path) -> Path:
-    """An experiment given as a folder path or as a name under the storage path."""
-    p = Path(arg).expanduser()
-    for cand in (p, storage / arg):
-        if cand.is_dir() and ((cand / "teachers.parquet").is_file() or (cand / "students.parquet").is_file()
-                              or (cand / "sweep.yaml").is_file()):
-            return cand.absolute()
-    raise SotError(f"experiment {arg!r} does not exist (looked at {str(p)!r} and {str(storage / arg)!r})")
-
-
 class TableCallback(Callback):
     """Tune callback, in the driver: when a trial ends (finished, stopped by ASHA, failed), write
     its row to the Parquet table and its hyper-parameters to its TensorBoard folder."""
