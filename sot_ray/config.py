@@ -22,6 +22,7 @@ from .errors import SotError
 T = TypeVar("T")
 
 DEFAULT_DATA_ROOT = "~/.cache/sot-ray/data"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def default_storage() -> Path:
@@ -43,6 +44,10 @@ class DataConfig:
     augment: bool = True
     download: bool = False
     num_workers: int = 0  # DataLoader workers for the per-sample (file-backed) path
+    # hold the decoded images as one uint8 tensor on the training device and augment batch-wise
+    # there (the fast path); false: per-sample torchvision transforms in a DataLoader (for data
+    # that does not fit). CIFAR-100, digits and synthetic are always held in memory.
+    in_memory: bool = True
 
 
 @dataclass
@@ -70,6 +75,11 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_batch_size: int = 512
     select_metric: str = "val/acc"  # which validation metric picks the best checkpoint
+    # compute: auto = bf16 autocast on a CUDA device that supports it, fp32 elsewhere (weights,
+    # optimizer, losses and the consistency bank stay fp32 either way)
+    precision: str = "auto"  # auto | fp32 | bf16
+    channels_last: bool | None = None  # None: on CUDA only
+    compile: bool = False  # torch.compile the model's forward (minutes of warm-up per run)
 
 
 @dataclass
@@ -292,6 +302,8 @@ def validate(cfg) -> None:
         )
     if cfg.data.num_workers < 0:
         raise SotError("data.num_workers must be >= 0")
+    if cfg.train.precision not in PRECISIONS:
+        raise SotError(f"unknown train.precision {cfg.train.precision!r}; valid: {', '.join(PRECISIONS)}")
 
 
 def _nonneg(name: str, v: float) -> None:

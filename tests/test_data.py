@@ -1,11 +1,15 @@
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sot_ray.config import DataConfig
 from sot_ray.data import Augment, load_dataset, make_loader, split_indices
-from sot_ray.data.base import augment_batch
+from sot_ray.data.base import augment_batch, rotate_batch
 from sot_ray.data.synthetic import true_posterior
 from sot_ray.errors import SotError
+
+from .conftest import write_tinyimagenet
 
 CPU = torch.device("cpu")
 
@@ -27,14 +31,66 @@ def test_cifar100_missing_files_say_how_to_get_them(tmp_path):
         load_dataset(DataConfig(name="cifar100", root=str(tmp_path)))
 
 
-def test_tinyimagenet_reads_the_distributed_layout(tiny_root):
-    b = load_dataset(DataConfig(name="tinyimagenet", root=str(tiny_root), val_fraction=0.25))
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_tinyimagenet_reads_the_distributed_layout(tiny_root, in_memory):
+    b = load_dataset(DataConfig(name="tinyimagenet", root=str(tiny_root), val_fraction=0.25,
+                                in_memory=in_memory))
     assert (b.num_classes, b.input_size) == (3, 64)
     assert len(b.train) == 9 and len(b.val) == 3 and len(b.test) == 6
     x, y, i = next(iter(make_loader(b, "train", 4, CPU)))
     assert x.shape == (4, 3, 64, 64) and i.max() < 9
     xt, yt, _ = next(iter(make_loader(b, "test", 6, CPU)))
     assert yt.tolist() == [0, 1, 2, 0, 1, 2]  # labels from val_annotations.txt
+
+
+def test_tinyimagenet_in_memory_matches_the_per_sample_path_and_caches(tmp_path):
+    root = write_tinyimagenet(tmp_path)
+    fast = load_dataset(DataConfig(name="tinyimagenet", root=str(root), val_fraction=0.25))
+    slow = load_dataset(DataConfig(name="tinyimagenet", root=str(root), val_fraction=0.25, in_memory=False))
+    assert fast.augment == Augment(crop_pad=4, flip=True, rotate=20.0)
+    for which in ("train", "val", "test"):
+        xf, yf, _ = next(iter(make_loader(fast, which, 64, CPU, train_mode=False)))
+        xs, ys, _ = next(iter(make_loader(slow, which, 64, CPU, train_mode=False)))
+        assert torch.equal(yf, ys) and torch.allclose(xf, xs, atol=1e-5)
+    cache = root / "tiny-imagenet-200" / "sot-ray-uint8.npz"
+    assert cache.is_file()
+    again = load_dataset(DataConfig(name="tinyimagenet", root=str(root), val_fraction=0.25))
+    assert torch.equal(again.train.x, fast.train.x)
+    # a changed image makes the cache stale
+
+    img = next((root / "tiny-imagenet-200" / "train").glob("*/images/*.JPEG"))
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(img)
+    changed = load_dataset(DataConfig(name="tinyimagenet", root=str(root), val_fraction=0.25))
+    assert not torch.equal(changed.train.x, fast.train.x) or not torch.equal(changed.val.x, fast.val.x)
+
+
+def test_tinyimagenet_in_memory_refuses_other_sizes(tmp_path):
+    root = write_tinyimagenet(tmp_path)
+    img = next((root / "tiny-imagenet-200" / "train").glob("*/images/*.JPEG"))
+    Image.fromarray(np.zeros((32, 40, 3), np.uint8)).save(img)
+    with pytest.raises(SotError, match="not 64x64.*in_memory=false"):
+        load_dataset(DataConfig(name="tinyimagenet", root=str(root)))
+
+
+def test_batch_rotation_equals_torchvisions_rotate():
+    from torchvision.transforms.v2 import functional as TF
+
+    x = torch.randint(0, 256, (4, 3, 64, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    angles = torch.tensor([0.0, 20.0, -13.7, 7.3])
+    out = rotate_batch(x, angles)
+    assert out.dtype == torch.uint8
+    for k, a in enumerate(angles.tolist()):
+        ref = TF.rotate(x[k], a, interpolation=TF.InterpolationMode.NEAREST)
+        assert torch.equal(out[k], ref)
+
+
+def test_rotation_augmentation_is_seeded_and_bounded():
+    x = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    aug = Augment(rotate=20.0)
+    a = augment_batch(x, aug, torch.Generator().manual_seed(3))
+    b = augment_batch(x, aug, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    assert torch.equal(a[:, :, 8, 8], x[:, :, 8, 8])  # a rotation about the centre keeps it
 
 
 def test_tinyimagenet_missing_folder(tmp_path):

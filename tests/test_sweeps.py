@@ -33,7 +33,9 @@ TEACHER_SWEEP = {
                  "methods": ["kd"], "seeds": [0]},
     # one trial at a time: ASHA's decisions then follow the grid order (the first trial to reach a
     # rung always continues), which keeps this test deterministic
-    "resources": {"workers": 1, "cpus_per_worker": 1, "max_concurrent_trials": 1},
+    # the Ray Train executor here (the reaper of its leaked worker groups is tested below); the
+    # other sweep tests run the default in-trial executor
+    "resources": {"workers": 1, "executor": "train", "cpus_per_worker": 1, "max_concurrent_trials": 1},
 }
 
 

@@ -30,8 +30,9 @@ def data_root(cfg: DataConfig) -> Path:
 def load_dataset(cfg: DataConfig) -> DataBundle:
     if cfg.name not in DATASETS:
         raise SotError(f"unknown dataset {cfg.name!r}; valid datasets: {', '.join(DATASETS)}")
+    extra = {"in_memory": cfg.in_memory} if cfg.name == "tinyimagenet" else {}
     return DATASETS[cfg.name].load(data_root(cfg), cfg.val_fraction, cfg.split_seed, cfg.augment,
-                                   cfg.download)
+                                   cfg.download, **extra)
 
 
 __all__ = [

@@ -3,10 +3,11 @@
 Two loading paths yield the same ``(input, target, index)`` batches:
 
 - :class:`TensorLoader` keeps a whole split as one tensor (uint8 images where possible) and
-  applies the augmentation batch-wise on the training device (random crop with zero padding,
-  horizontal flip), seeded per epoch; used for CIFAR-100, digits and synthetic;
+  applies the augmentation batch-wise on the training device (random rotation, random crop with
+  zero padding, horizontal flip), seeded per epoch; used for every data set by default;
 - a torch ``DataLoader`` over a per-sample torchvision data set with torchvision transforms,
-  for data that does not fit in memory (Tiny-ImageNet's JPEG folders).
+  for data that does not fit in memory (Tiny-ImageNet's JPEG folders with
+  ``data.in_memory: false``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from torch.utils.data import DataLoader, Dataset, Subset
 class Augment:
     crop_pad: int = 0  # random crop of the input size after zero padding (0 = none)
     flip: bool = False  # random horizontal flip
+    rotate: float = 0.0  # random rotation by an angle uniform in [-rotate, rotate] degrees
+
+    @property
+    def any(self) -> bool:
+        return bool(self.crop_pad or self.flip or self.rotate)
 
 
 @dataclass
@@ -149,10 +155,30 @@ class TensorLoader(_EpochLoader):
             yield x, self.y.index_select(0, idx_dev), idx_dev
 
 
+def rotate_batch(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate each image of ``x`` about its centre by its angle (counter-clockwise, degrees),
+    nearest-neighbour, zero fill: what torchvision's ``RandomRotation`` does to one image."""
+    b, _, h, w = x.shape
+    rad = degrees.to(x.device, torch.float32) * (torch.pi / 180.0)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    # output pixel -> input pixel, in normalised coordinates (y down): rotation by -angle,
+    # with the aspect ratio undone so non-square images rotate rigidly
+    theta = torch.zeros(b, 2, 3, device=x.device)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * h / w
+    theta[:, 1, 0], theta[:, 1, 1] = sin * w / h, cos
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    out = torch.nn.functional.grid_sample(x.float(), grid, mode="nearest", padding_mode="zeros",
+                                          align_corners=False)
+    return out.round().to(x.dtype) if x.dtype == torch.uint8 else out
+
+
 def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
-    """Random crop (zero padding ``crop_pad``) and horizontal flip, per sample, in one gather."""
+    """Random rotation, then random crop (zero padding ``crop_pad``) and horizontal flip (in one
+    gather), per sample, in torchvision's order."""
     b, c, h, w = x.shape
     dev = x.device
+    if aug.rotate:
+        x = rotate_batch(x, (torch.rand(b, generator=gen) * 2.0 - 1.0) * aug.rotate)
     rows = torch.arange(h, device=dev).expand(b, h)
     cols = torch.arange(w, device=dev).expand(b, w)
     if aug.crop_pad:
@@ -194,7 +220,7 @@ def make_loader(bundle: DataBundle, which: str, batch_size: int, device: torch.d
     split = getattr(bundle, which)
     train_mode = (which == "train") if train_mode is None else train_mode
     if isinstance(split, TensorSplit):
-        aug = bundle.augment if train_mode and (bundle.augment.crop_pad or bundle.augment.flip) else None
+        aug = bundle.augment if train_mode and bundle.augment.any else None
         return TensorLoader(split, batch_size, bundle.mean, bundle.std, device,
                             shuffle=train_mode, augment=aug, seed=seed)
     return _SampleLoader(bundle, split, batch_size, device, train_mode, seed, num_workers)

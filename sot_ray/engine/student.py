@@ -133,6 +133,9 @@ class StudentTrainer(Trainer):
         self.distiller.epoch = epoch
         return {}
 
+    def compute_modules(self) -> list[torch.nn.Module]:
+        return [self.model, self.distiller.teacher]
+
     def compute_loss(self, x, y, idx):
         logits, terms = self.distiller(x, y, idx)
         return logits, sum(terms.values()), terms

@@ -95,6 +95,10 @@ class Trainer(abc.ABC):
     def trainable(self) -> list[torch.nn.Parameter]:
         return list(self.model.parameters())
 
+    def compute_modules(self) -> list[torch.nn.Module]:
+        """The networks the step runs forward (channels-last and torch.compile apply to them)."""
+        return [self.model]
+
     def start_epoch(self, epoch: int) -> dict[str, float]:
         return {}
 
@@ -163,6 +167,7 @@ class Trainer(abc.ABC):
         self.bundle = bundle
         self.build(bundle)
         D.broadcast_module_(self.model)  # same start on every rank, whatever its RNG did
+        self.compute = self._setup_compute()
         self.optimizer = torch.optim.SGD(self.trainable(), lr=cfg.optim.lr,
                                          momentum=cfg.optim.momentum,
                                          weight_decay=cfg.optim.weight_decay)
@@ -239,8 +244,12 @@ class Trainer(abc.ABC):
         correct = torch.zeros((), device=self.device)
         seen = 0
         n_steps = len(loader)
+        amp, channels_last = self.compute["precision"] == "bf16", self.compute["channels_last"]
         for step, (x, y, idx) in enumerate(loader):
-            logits, total, terms = self.compute_loss(x, y, idx)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                logits, total, terms = self.compute_loss(x, y, idx)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             if self.world > 1:
@@ -268,6 +277,25 @@ class Trainer(abc.ABC):
         out = {k: float(v) / seen for k, v in sums.items()}
         out["train/acc"] = float(correct) * 100.0 / seen
         return out
+
+    def _setup_compute(self) -> dict:
+        """Resolve precision / channels-last / compile for this device and apply them. bf16 runs
+        the forward and backward under autocast; weights, optimizer state, the losses' reductions
+        and the consistency bank stay fp32."""
+        t, dev = self.cfg.train, self.device
+        cuda = dev.type == "cuda"
+        precision = t.precision
+        if precision == "auto":
+            precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        channels_last = cuda if t.channels_last is None else bool(t.channels_last)
+        for m in self.compute_modules():
+            if channels_last:
+                m.to(memory_format=torch.channels_last)
+            if t.compile:
+                m.compile()
+        info = {"precision": precision, "channels_last": channels_last, "compile": bool(t.compile)}
+        self.log(f"compute: {dev}, {precision}, channels_last={channels_last}, compile={t.compile}")
+        return info
 
     def _evaluate(self, loader) -> dict[str, float]:
         logits, y, _ = predict(self.model, loader)
@@ -327,6 +355,7 @@ class Trainer(abc.ABC):
             "epochs": cfg.train.epochs, "select_metric": cfg.train.select_metric,
             "last": last, "best": best, "wall_time_s": wall,
             "train_time_s": sum(r.get("time/train_s", 0.0) for r in history),
+            "compute": self.compute,
             "checkpoints": {"last": str(self.out / rundir.LAST), "best": str(self.out / rundir.BEST)},
         }
         summary.update(self.summary_fields())

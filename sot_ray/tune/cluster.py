@@ -53,6 +53,17 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
         raise SotError(f"cannot reach the Ray cluster at {address!r} ({exc.strerror or 'timed out'})") from None
 
 
+def trial_resources(r: ResourceSpec) -> dict[str, float]:
+    """What a trial's own actor asks Ray for: a token with the Ray Train executor (its workers
+    hold the compute), the worker's share with the in-trial executor."""
+    if r.executor == "train":
+        return dict(TRIAL_DRIVER_RESOURCES)
+    res = {"cpu": r.cpus_per_worker, "memory": TRIAL_DRIVER_RESOURCES["memory"]}
+    if r.gpus_per_worker:
+        res["gpu"] = r.gpus_per_worker
+    return res
+
+
 def worker_resources(r: ResourceSpec) -> dict[str, float]:
     res = {"CPU": r.cpus_per_worker}
     if r.gpus_per_worker:

@@ -22,6 +22,7 @@ ALIASES = {"lip_coef": "reg.lip_coef", "consist_coef": "reg.consist_coef",
            "consist_schedule": "reg.consist_schedule", "consist_start_at": "reg.consist_start_at",
            "seed": "train.seed", "lr": "optim.lr", "model": "model"}
 DOMAINS = ("grid", "choice", "loguniform", "uniform")
+EXECUTORS = ("auto", "trial", "train")
 TEACHER_RANK_METRICS = {"val_nll_last": "min", "val_nll_best": "min", "val_acc_last": "max",
                         "val_acc_best": "max", "val_ece_last": "min", "val_ece_best": "min",
                         "train_kl_pstar_last": "min"}
@@ -67,6 +68,10 @@ class StudentSweep:
 @dataclass
 class ResourceSpec:
     workers: int = 1
+    # how a trial runs its engine: "trial" in the Tune trial's own actor (one worker; the lowest
+    # overhead), "train" on a Ray Train worker group (any number of workers, data-parallel);
+    # "auto": trial for one worker, train for several
+    executor: str = "auto"
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0  # fractional values pack several trials on one GPU
     max_concurrent_trials: int | None = None  # None: what the cluster's CPUs/GPUs hold
@@ -187,6 +192,13 @@ def validate_spec(spec: SweepSpec) -> None:
     r = spec.resources
     if r.workers < 1:
         raise SotError(f"resources.workers must be >= 1, got {r.workers}")
+    if r.executor not in EXECUTORS:
+        raise SotError(f"resources.executor must be one of {', '.join(EXECUTORS)}, got {r.executor!r}")
+    if r.executor == "auto":
+        r.executor = "trial" if r.workers == 1 else "train"
+    if r.executor == "trial" and r.workers != 1:
+        raise SotError(f"resources.executor trial runs one worker per trial, got workers {r.workers}; "
+                       "use executor train for data-parallel trials")
     if not r.cpus_per_worker > 0:
         raise SotError(f"resources.cpus_per_worker must be > 0, got {r.cpus_per_worker}")
     if r.gpus_per_worker < 0 or (r.gpus_per_worker > 1 and r.gpus_per_worker != int(r.gpus_per_worker)):

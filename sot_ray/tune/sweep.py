@@ -50,8 +50,10 @@ class TableCallback(Callback):
     """Tune callback, in the driver: when a trial ends (finished, stopped by ASHA, failed), write
     its row to the Parquet table and its hyper-parameters to its TensorBoard folder."""
 
-    def __init__(self, kind: str, experiment: str, table: str, runs_dir: str, echo: bool = True):
+    def __init__(self, kind: str, experiment: str, table: str, runs_dir: str, echo: bool = True,
+                 reap: bool = True):
         self.kind, self.experiment, self.table, self.runs_dir, self.echo = kind, experiment, table, runs_dir, echo
+        self.reap = reap  # Ray Train executor only: its stopped trials can leak worker groups
         self._lock = threading.Lock()
 
     def __getstate__(self):
@@ -68,7 +70,8 @@ class TableCallback(Callback):
         return self._reaper
 
     def on_step(self, iteration, trials, **info):
-        self.reaper()
+        if getattr(self, "reap", True):
+            self.reaper()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._record(trial, {})
@@ -161,7 +164,7 @@ def run_experiment(kind: str, spec: SweepSpec, exp_dir: Path, trials: list[dict]
     concurrent = cluster.check_resources(spec.resources)
     if save_spec and not resume:
         _save_spec(spec, exp_dir)
-    trainable = tune.with_resources(trial, cluster.TRIAL_DRIVER_RESOURCES)
+    trainable = tune.with_resources(trial, cluster.trial_resources(spec.resources))
     if resume:
         if not tune.Tuner.can_restore(str(tune_dir)):
             raise SotError(f"no {kind} sweep to resume in {str(exp_dir)!r}")
@@ -182,13 +185,14 @@ def run_experiment(kind: str, spec: SweepSpec, exp_dir: Path, trials: list[dict]
                                         trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(
                 name=f"{kind}s", storage_path=str(exp_dir), verbose=0,
-                callbacks=[TableCallback(kind, exp_dir.name, str(table), str(runs_dir), echo)],
+                callbacks=[TableCallback(kind, exp_dir.name, str(table), str(runs_dir), echo,
+                                         reap=spec.resources.executor == "train")],
                 failure_config=tune.FailureConfig(max_failures=spec.resources.trial_retries),
             ),
         )
     if echo:
-        print(f"[{kind}s] {len(trials) if not resume else 'resuming'} trials, up to {concurrent} at once; "
-              f"results in {exp_dir}", flush=True)
+        print(f"[{kind}s] {len(trials) if not resume else 'resuming'} trials, up to {concurrent} at once "
+              f"({spec.resources.executor} executor); results in {exp_dir}", flush=True)
     try:
         grid = tuner.fit()
     except Exception as exc:  # Tune's experiment-level failures, made one line
