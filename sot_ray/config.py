@@ -78,7 +78,7 @@ class TrainConfig:
     # compute: auto = bf16 autocast on a CUDA device that supports it, fp32 elsewhere (weights,
     # optimizer, losses and the consistency bank stay fp32 either way)
     precision: str = "auto"  # auto | fp32 | bf16
-    channels_last: bool | None = None  # None: on CUDA only
+    channels_last: bool = True  # NHWC activations: 1.3x on this CPU (oneDNN), faster on tensor cores
     compile: bool = False  # torch.compile the model's forward (minutes of warm-up per run)
 
 

@@ -9,7 +9,7 @@ from sot_ray.data.base import augment_batch, rotate_batch
 from sot_ray.data.synthetic import true_posterior
 from sot_ray.errors import SotError
 
-from .conftest import write_tinyimagenet
+from sot_ray.data.writers import write_tinyimagenet
 
 CPU = torch.device("cpu")
 

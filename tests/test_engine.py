@@ -159,3 +159,31 @@ def test_standard_teacher_has_no_bank_and_still_logs_lip(tmp_path):
 def test_step_decay_matches_the_reference_rule():
     assert [lr_at(e, 0.05, [150, 180, 210], 0.1) for e in (150, 151, 181, 211)] == pytest.approx(
         [0.05, 0.005, 0.0005, 0.00005])
+
+
+def test_bf16_and_channels_last_train_and_are_recorded(tmp_path):
+    s = TeacherTrainer(cfg_for(epochs=2, **{"train.precision": "bf16", "reg.consist_start_at": 1}),
+                       tmp_path / "bf16", log=lambda s: None).run()
+    assert s["compute"] == {"precision": "bf16", "channels_last": True, "compile": False}
+    assert s["last"]["val/acc"] > 20.0  # it learns (chance is 10%)
+    ck = load_checkpoint(tmp_path / "bf16" / "checkpoints/last.pt")
+    assert all(v.dtype != torch.bfloat16 for v in ck["model"].values())  # weights stay fp32
+    assert ck["extra"]["consist"]["bank"].dtype == torch.float32
+    plain = TeacherTrainer(cfg_for(epochs=1), tmp_path / "fp32", log=lambda s: None).run()
+    assert plain["compute"] == {"precision": "fp32", "channels_last": True, "compile": False}  # CPU defaults
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(SotError, match="unknown train.precision 'fp8'; valid: auto, fp32, bf16"):
+        from sot_ray.config import validate
+
+        validate(cfg_for(**{"train.precision": "fp8"}))
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_and_saves_plain_weights(tmp_path):
+    s = TeacherTrainer(cfg_for(epochs=1, **{"train.compile": "true"}), tmp_path / "c",
+                       log=lambda s: None).run()
+    assert s["compute"]["compile"] is True and s["last"]["val/acc"] > 10.0
+    ck = load_checkpoint(tmp_path / "c" / "checkpoints/last.pt")
+    assert not any(k.startswith("_orig_mod") for k in ck["model"])  # loadable by any run

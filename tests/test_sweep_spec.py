@@ -75,6 +75,8 @@ def test_overrides_and_smoke_apply(tmp_path):
     (lambda d: d.update(students={"models": ["resnet9"]}), "resnet9"),
     (lambda d: d.update(resources={"workers": 0}), "resources.workers must be >= 1"),
     (lambda d: d.update(resources={"gpus_per_worker": 1.5}), "gpus_per_worker must be a fraction"),
+    (lambda d: d.update(resources={"executor": "slurm"}), "resources.executor must be one of auto, trial, train"),
+    (lambda d: d.update(resources={"executor": "trial", "workers": 2}), "executor trial runs one worker"),
 ])
 def test_bad_sweep_files_give_one_line_errors(tmp_path, mutate, match):
     import copy
@@ -87,6 +89,14 @@ def test_bad_sweep_files_give_one_line_errors(tmp_path, mutate, match):
     r = CliRunner().invoke(cli, ["sweep", "teachers", "--config", path, "--storage", str(tmp_path / "st")])
     lines = r.output.strip().splitlines()
     assert r.exit_code != 0 and len(lines) == 1 and "Traceback" not in r.output, r.output
+
+
+def test_executor_auto_is_in_trial_for_one_worker_and_ray_train_for_several(tmp_path):
+    assert load_spec(write(tmp_path, BASE)).resources.executor == "trial"
+    two = {**BASE, "resources": {"workers": 2}}
+    assert load_spec(write(tmp_path, two, "two.yaml")).resources.executor == "train"
+    forced = {**BASE, "resources": {"executor": "train"}}
+    assert load_spec(write(tmp_path, forced, "f.yaml")).resources.executor == "train"
 
 
 def test_unparsable_sweep_file(tmp_path):

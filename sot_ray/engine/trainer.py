@@ -287,7 +287,7 @@ class Trainer(abc.ABC):
         precision = t.precision
         if precision == "auto":
             precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-        channels_last = cuda if t.channels_last is None else bool(t.channels_last)
+        channels_last = bool(t.channels_last)
         for m in self.compute_modules():
             if channels_last:
                 m.to(memory_format=torch.channels_last)

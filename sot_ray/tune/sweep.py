@@ -182,6 +182,9 @@ def run_experiment(kind: str, spec: SweepSpec, exp_dir: Path, trials: list[dict]
                          "runs_dir": str(runs_dir), "train_storage": str(exp_dir / "train")},
             tune_config=tune.TuneConfig(scheduler=_asha(asha) if asha else None,
                                         max_concurrent_trials=concurrent,
+                                        # in-trial executor: a finished trial's actor (its
+                                        # process, imports, CUDA context) takes the next trial
+                                        reuse_actors=spec.resources.executor == "trial",
                                         trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(
                 name=f"{kind}s", storage_path=str(exp_dir), verbose=0,
