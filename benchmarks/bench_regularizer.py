@@ -24,7 +24,8 @@ from sot_ray.engine import TeacherTrainer
 
 def trainer(model: str, device: torch.device, lip: float, consist: float, n: int) -> TeacherTrainer:
     cfg = C.from_dict(C.TeacherConfig, {"model": model, "train": {"device": str(device)},
-                                        "reg": {"lip_coef": lip, "consist_coef": consist}})
+                                        "reg": {"lip_coef": lip, "consist_coef": consist,
+                                                                "track_gap": False}})
     t = TeacherTrainer(cfg, tempfile.mkdtemp(prefix="sot-ray-bench-"), log=lambda _l: None)
     t.device = device
     x = torch.zeros(n, 3, 32, 32, dtype=torch.uint8)

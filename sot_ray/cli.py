@@ -130,8 +130,9 @@ def train_teacher(config_file, overrides, dataset, model, epochs, lip_coef, cons
 @click.option("--feat-weight", type=float, help="Weight of the method's own term (default: the method's).")
 @click.option("--init-epochs", type=click.IntRange(min=0),
               help="Initialisation-stage epochs of ab, ft and fsp (default 30, as the reference).")
-@click.option("--teacher-checkpoint", type=click.Choice(["last", "best"]),
-              help="Which teacher checkpoint of a run folder (default last, as the paper).")
+@click.option("--teacher-checkpoint",
+              help="Which teacher checkpoint of a run folder: last (default, as the paper), best, "
+                   "or epochN (kept with train.keep_epochs).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder of the data set files.")
 @click.option("--device", help="auto | cpu | cuda | cuda:N (default auto).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to create.")
@@ -359,6 +360,39 @@ def cluster_validate_cmd(cluster_file):
     click.echo(f"{cluster_file}: valid; head {cfg['head_node_type']}, node types "
                f"{', '.join(types)}, up to {cfg.get('max_workers')} workers; results in "
                f"{cluster_storage(cfg)}")
+
+
+@cli.command("report")
+@click.argument("experiment")
+@click.option("--storage", type=click.Path(file_okay=False),
+              help="Where experiments live (default: $SOT_RAY_STORAGE, else ~/sot-ray-results).")
+@click.option("--proxy", "proxies", multiple=True,
+              help="Teacher proxies to correlate with student accuracy (repeatable; default all: "
+                   "val_nll, val_ece, val_acc, lip, consist_gap, acc_gap, nll_gap, kl_pstar).")
+@click.option("--no-figures", is_flag=True, help="Markdown only (no matplotlib needed).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Folder for report.md and the figures (default <experiment>/report).")
+def report_cmd(experiment, storage, proxies, no_figures, out):
+    """Write a Markdown report of an experiment (and print it): student accuracy per teacher
+    setting and method, the paired gain over the standard teacher, teacher vs student accuracy,
+    the rank correlation of each teacher proxy with student accuracy, figures.
+
+    \b
+    Example:
+      sot-ray report quickstart
+      sot-ray report ~/sot-ray-results/quickstart --proxy val_nll --proxy consist_gap
+    """
+    from pathlib import Path
+
+    from .config import default_storage
+    from .results.report import build_report
+    from .results.summary import resolve_experiment
+
+    root = Path(storage).expanduser() if storage else default_storage()
+    exp = resolve_experiment(experiment, root)
+    text, paths = build_report(exp, list(proxies) or None, figures=not no_figures, out_dir=out)
+    click.echo(text)
+    click.echo(f"written: {', '.join(str(p) for p in paths)}")
 
 
 @cli.command("results")

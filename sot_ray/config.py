@@ -66,6 +66,7 @@ class RegConfig:
     consist_coef: float = 1.0
     consist_schedule: str = "linear"
     consist_start_at: int = 50
+    track_gap: bool = True  # keep the bank when consist_coef = 0 too, for the consistency-gap proxy
 
 
 @dataclass
@@ -80,6 +81,9 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16
     channels_last: bool = True  # NHWC activations: 1.3x on this CPU (oneDNN), faster on tensor cores
     compile: bool = False  # torch.compile the model's forward (minutes of warm-up per run)
+    # also keep the weights of these epochs (checkpoints/epochN.pt), e.g. [150]: the early-stopped
+    # standard teacher baseline distils from a standard run's epoch-150 checkpoint
+    keep_epochs: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -104,7 +108,7 @@ class DistillConfig:
 @dataclass
 class StudentConfig:
     teacher: str = ""  # a teacher run folder or checkpoint file
-    teacher_checkpoint: str = "last"  # last | best (the paper distills from the last epoch)
+    teacher_checkpoint: str = "last"  # last | best | epochN (the paper distills from the last epoch)
     model: str = "resnet8"
     distill: DistillConfig = field(default_factory=DistillConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -302,8 +306,14 @@ def validate(cfg) -> None:
         )
     if cfg.data.num_workers < 0:
         raise SotError("data.num_workers must be >= 0")
+    if any(not 1 <= e <= cfg.train.epochs for e in cfg.train.keep_epochs):
+        raise SotError(f"train.keep_epochs must lie in [1, {cfg.train.epochs}], got {cfg.train.keep_epochs}")
     if cfg.train.precision not in PRECISIONS:
         raise SotError(f"unknown train.precision {cfg.train.precision!r}; valid: {', '.join(PRECISIONS)}")
+
+
+def is_checkpoint_name(name: str) -> bool:
+    return name in ("last", "best") or (name.startswith("epoch") and name[5:].isdigit() and int(name[5:]) >= 1)
 
 
 def _nonneg(name: str, v: float) -> None:
@@ -336,8 +346,9 @@ def _validate_distill(cfg: StudentConfig) -> None:
         raise SotError(f"distill.init_epochs must be >= 0, got {cfg.distill.init_epochs}")
     if not cfg.teacher:
         raise SotError("no teacher given (--teacher RUN_FOLDER_OR_CHECKPOINT)")
-    if cfg.teacher_checkpoint not in ("last", "best"):
-        raise SotError(f"teacher_checkpoint must be last or best, got {cfg.teacher_checkpoint!r}")
+    if not is_checkpoint_name(cfg.teacher_checkpoint):
+        raise SotError(f"teacher_checkpoint must be last, best or epochN (a kept epoch), "
+                       f"got {cfg.teacher_checkpoint!r}")
 
 
 def resolved_lr(cfg: TeacherConfig) -> float:

@@ -149,11 +149,20 @@ def test_synthetic_run_measures_distance_to_the_true_posterior(tmp_path):
     assert 0.0 < kl < 5.0
 
 
-def test_standard_teacher_has_no_bank_and_still_logs_lip(tmp_path):
-    t = TeacherTrainer(cfg_for(epochs=1, **{"reg.lip_coef": 0, "reg.consist_coef": 0}),
+def test_standard_teacher_logs_proxies_without_regularizing(tmp_path):
+    t = TeacherTrainer(cfg_for(epochs=2, **{"reg.lip_coef": 0, "reg.consist_coef": 0}),
                        tmp_path / "std", log=lambda s: None)
     s = t.run()
-    assert t.consist is None and s["last"]["reg/lip"] > 0
+    last = json.loads((tmp_path / "std" / "history.jsonl").read_text().splitlines()[-1])
+    assert s["last"]["proxy/consist_gap"] == last["proxy/consist_gap"]  # the summary carries them
+    assert last["reg/lip"] > 0 and last["proxy/consist_gap"] > 0  # measured, not in the loss
+    assert "reg/consist" not in last and last["train/loss"] == pytest.approx(last["loss/ce"])
+    assert last["proxy/acc_gap"] == pytest.approx(last["train/acc"] - last["val/acc"])
+    assert last["proxy/nll_gap"] == pytest.approx(last["val/nll"] - last["loss/ce"])
+    bare = TeacherTrainer(cfg_for(epochs=1, **{"reg.lip_coef": 0, "reg.consist_coef": 0,
+                                               "reg.track_gap": "false"}), tmp_path / "bare", log=lambda s: None)
+    bare.run()
+    assert bare.consist is None
 
 
 def test_step_decay_matches_the_reference_rule():

@@ -9,7 +9,8 @@ from sot_ray.cli import cli
 from sot_ray.errors import SotError
 from sot_ray.tune.spec import load_spec, teacher_trials
 
-SWEEPS = ["quickstart", "cifar100_wrn40_2", "tinyimagenet_resnet34", "synthetic"]
+SWEEPS = ["quickstart", "cifar100_wrn40_2", "tinyimagenet_resnet34", "synthetic", "evidence_digits",
+          "evidence_synthetic"]
 
 
 def write(tmp_path, data, name="s.yaml"):

@@ -230,6 +230,13 @@ def test_bundled_sweep_file_smoke_pipeline(ray_session, tmp_path, name, cifar_ro
     assert len(teachers) == 2 and any(t["is_control"] for t in teachers)
     assert students and all(s["status"] == "finished" for s in students)
     assert {s["teacher_id"] for s in students} <= {t["teacher_id"] for t in teachers}
+    r = run(["report", name, "--storage", str(tmp_path)])  # the report on the pipeline's output
+    assert r.exit_code == 0, r.output
+    assert "## Which teacher proxy predicts student accuracy?" in r.output
+    assert (exp / "report" / "report.md").is_file() and (exp / "report" / "student_acc_grid.png").is_file()
+    if name == "cifar100_wrn40_2":  # the early-stopped standard teacher, and the paper's numbers
+        assert any(s["teacher_checkpoint"] == "epoch1" for s in students)
+        assert "standard @ epoch1" in r.output and "not at the paper's scale" in r.output
 
 
 def test_data_parallel_trial_on_two_ray_train_workers(ray_session, tmp_path):

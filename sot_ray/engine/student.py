@@ -24,7 +24,7 @@ def teacher_checkpoint_path(teacher: str | Path, which: str = "last") -> Path:
     """A teacher run folder (its ``checkpoints/<which>.pt``) or a checkpoint file."""
     p = Path(teacher)
     if p.is_dir():
-        ck = p / (rundir.LAST if which == "last" else rundir.BEST)
+        ck = p / rundir.checkpoint(which)
         if not ck.is_file():
             raise SotError(f"teacher folder {str(p)!r} holds no checkpoint ({ck.relative_to(p)})")
         return ck

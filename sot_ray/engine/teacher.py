@@ -1,4 +1,16 @@
-"""The SoTeacher teacher objective: CE + lip_coef * Lip + consist_weight(epoch) * Consist."""
+"""The SoTeacher teacher objective: CE + lip_coef * Lip + consist_weight(epoch) * Consist.
+
+Every teacher, standard ones included, also logs the proxies a student sweep can rank teachers
+by (``proxy/*``, next to ``val/nll``, ``val/ece``, ``reg/lip`` and, on ``synthetic``,
+``train/kl_pstar``):
+
+- ``proxy/consist_gap``: the epoch's mean squared distance between the augmented-view predictions
+  and the bank of past predictions (the unweighted consistency term, from epoch 2 on). A
+  standard teacher keeps the bank too, for this proxy only (``reg.track_gap``, default on; 4 bytes
+  per class per training image); it never enters its loss.
+- ``proxy/acc_gap``: training accuracy (running, augmented) minus validation accuracy.
+- ``proxy/nll_gap``: validation NLL minus the running training cross-entropy.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +34,9 @@ class TeacherTrainer(Trainer):
         cfg = self.cfg
         self.model = create_model(cfg.model, bundle.num_classes).to(self.device)
         self.lip = LipschitzPenalty(self.model)
+        # the bank: a regularizer when consist_coef > 0, else only the consistency-gap proxy
         self.consist = None
-        if cfg.reg.consist_coef > 0:
+        if cfg.reg.consist_coef > 0 or cfg.reg.track_gap:
             self.consist = ConsistencyRegularizer(bundle.num_train, bundle.num_classes).to(self.device)
         self.consist_w = 0.0
 
@@ -31,7 +44,7 @@ class TeacherTrainer(Trainer):
         r = self.cfg.reg
         self.consist_w = consist_weight(r.consist_schedule, r.consist_coef, epoch,
                                         self.cfg.train.epochs, r.consist_start_at)
-        return {"reg/consist_weight": self.consist_w} if self.consist is not None else {}
+        return {"reg/consist_weight": self.consist_w} if self.cfg.reg.consist_coef > 0 else {}
 
     def compute_loss(self, x, y, idx):
         logits = self.model(x).logits
@@ -42,10 +55,14 @@ class TeacherTrainer(Trainer):
             lip = self.lip()
             terms["reg/lip"] = lip
             total = total + self.cfg.reg.lip_coef * lip
-        if self.consist is not None:
+        if self.cfg.reg.consist_coef > 0:
             c = self.consist(logits, idx)
             terms["reg/consist"] = c
             total = total + self.consist_w * c
+        elif self.consist is not None:  # standard teacher: the gap proxy, no gradient
+            c = self.consist(logits.detach(), idx)
+        if self.consist is not None and self.consist.active:
+            terms["proxy/consist_gap"] = c.detach()
         return logits, total, terms
 
     def end_epoch(self) -> dict[str, float]:
@@ -56,6 +73,10 @@ class TeacherTrainer(Trainer):
             with torch.no_grad():  # still logged: the Lipschitz proxy of a standard teacher
                 out["reg/lip"] = float(self.lip())
         return out
+
+    def epoch_proxies(self, row: dict) -> dict[str, float]:
+        return {"proxy/acc_gap": row["train/acc"] - row["val/acc"],
+                "proxy/nll_gap": row["val/nll"] - row["loss/ce"]}
 
     def extra_state(self) -> dict:
         return {"consist": self.consist.state_dict()} if self.consist is not None else {}

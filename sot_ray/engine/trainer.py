@@ -119,6 +119,10 @@ class Trainer(abc.ABC):
     def end_epoch(self) -> dict[str, float]:
         return {}
 
+    def epoch_proxies(self, row: dict) -> dict[str, float]:
+        """Per-epoch metrics derived from the training and validation metrics (teachers)."""
+        return {}
+
     def extra_state(self) -> dict:
         return {}
 
@@ -210,6 +214,7 @@ class Trainer(abc.ABC):
                 if pstar_loader is not None:
                     logits, _, idx = predict(self.model, pstar_loader)
                     row["train/kl_pstar"] = kl_from_pstar(bundle.p_star_train[idx.cpu()], logits)
+                row.update(self.epoch_proxies(row))
                 row["time/epoch_s"] = time.perf_counter() - t0
                 row["time/train_s"] = epoch_train
                 improved = best is None or sign * row[select] > sign * best[select]
@@ -219,6 +224,8 @@ class Trainer(abc.ABC):
                     if improved:
                         self._save(self.out / rundir.BEST, epoch, best, full=False)
                     self._save(self.out / rundir.LAST, epoch, best, full=True)
+                    if epoch in cfg.train.keep_epochs:
+                        self._save(self.out / rundir.checkpoint(f"epoch{epoch}"), epoch, best, full=False)
                     for k, v in row.items():
                         if k != "epoch":
                             writer.add_scalar(k, v, epoch)
@@ -334,7 +341,7 @@ class Trainer(abc.ABC):
                                   num_workers=cfg.data.num_workers)
         history = rundir.read_history(self.out)
         last_row = last_row or (history[-1] if history else {})
-        last = {k: v for k, v in last_row.items() if k.startswith(("val/", "train/", "reg/"))}
+        last = {k: v for k, v in last_row.items() if k.startswith(("val/", "train/", "reg/", "proxy/"))}
         last["epoch"] = last_row.get("epoch", cfg.train.epochs)
         last.update({f"test/{k}": v for k, v in self._evaluate(test_loader).items()})
         last.update(self.final_metrics(test_loader))

@@ -20,6 +20,22 @@ from ..engine import rundir
 from ..errors import SotError
 
 _METRICS = ("acc", "nll", "ece")
+# teacher proxies (last epoch): column -> the history / summary key it comes from
+PROXY_COLUMNS = {"train_kl_pstar_last": "train/kl_pstar", "lip_last": "reg/lip",
+                 "consist_gap_last": "proxy/consist_gap", "acc_gap_last": "proxy/acc_gap",
+                 "nll_gap_last": "proxy/nll_gap"}
+# what a student sweep can rank teachers by, and the report correlates with student accuracy:
+# short name -> (teacher-table column, the better direction, what it is)
+PROXIES = {
+    "val_nll": ("val_nll_last", "min", "validation NLL"),
+    "val_ece": ("val_ece_last", "min", "validation expected calibration error"),
+    "val_acc": ("val_acc_last", "max", "teacher validation accuracy"),
+    "lip": ("lip_last", "min", "Lipschitz proxy of the network"),
+    "consist_gap": ("consist_gap_last", "min", "distance of predictions to the bank"),
+    "acc_gap": ("acc_gap_last", "min", "train minus validation accuracy"),
+    "nll_gap": ("nll_gap_last", "min", "validation NLL minus training CE"),
+    "kl_pstar": ("train_kl_pstar_last", "min", "KL(p* || teacher) on training inputs (synthetic)"),
+}
 
 
 def _metric_fields(prefix: str, splits=("val", "test")) -> list[pa.Field]:
@@ -46,7 +62,7 @@ TEACHERS = pa.schema(
     _COMMON[:2] + [pa.field("teacher_id", pa.string())] + _COMMON[2:] + [
         pa.field("is_control", pa.bool_()), pa.field("lip_coef", pa.float64()),
         pa.field("consist_coef", pa.float64()), pa.field("consist_schedule", pa.string()),
-    ] + _metric_fields("") + [pa.field("train_kl_pstar_last", pa.float64())] + _TAIL
+    ] + _metric_fields("") + [pa.field(c, pa.float64()) for c in PROXY_COLUMNS] + _TAIL
 )
 
 STUDENTS = pa.schema(
@@ -58,6 +74,7 @@ STUDENTS = pa.schema(
                    pa.field("teacher_consist_coef", pa.float64()),
                    pa.field("teacher_consist_schedule", pa.string()),
                    pa.field("teacher_seed", pa.int64()),
+                   pa.field("teacher_checkpoint", pa.string()),
                    pa.field("teacher_test_acc", pa.float64())]
     + _COMMON[2:] + [pa.field("method", pa.string())] + _metric_fields("")
     + [pa.field("test_agreement_last", pa.float64()), pa.field("test_agreement_best", pa.float64())]
@@ -83,7 +100,7 @@ def _run_metrics(run_dir: Path, planned: int, select: str) -> dict:
         out["best_epoch"] = best.get("epoch")
         out["wall_time_s"] = summary.get("wall_time_s")
         out["train_time_s"] = summary.get("train_time_s")
-        out["train_kl_pstar_last"] = _num(last.get("train/kl_pstar"))
+        out.update({c: _num(last.get(k)) for c, k in PROXY_COLUMNS.items()})
         out["test_agreement_last"] = _num(last.get("test/agreement"))
         out["test_agreement_best"] = _num(best.get("test/agreement"))
         out["teacher_test_acc"] = _num(last.get("test/teacher_acc"))
@@ -101,7 +118,7 @@ def _run_metrics(run_dir: Path, planned: int, select: str) -> dict:
                 out[f"val_{m}_best"] = _num(sel.get(f"val/{m}"))
             out["best_epoch"] = sel["epoch"]
             out["train_time_s"] = sum(r.get("time/train_s", 0.0) for r in history)
-            out["train_kl_pstar_last"] = _num(row.get("train/kl_pstar"))
+            out.update({c: _num(row.get(k)) for c, k in PROXY_COLUMNS.items()})
         last_ck = run_dir / rundir.LAST
         out["checkpoint_last"] = str(last_ck) if last_ck.is_file() else None
         out["status"] = "unfinished"
@@ -134,6 +151,7 @@ def student_row(experiment: str, trial_id: str, trial_name: str, run_dir: Path, 
         "teacher_model": t["model"], "teacher_is_control": bool(t["is_control"]),
         "teacher_lip_coef": t["lip_coef"], "teacher_consist_coef": t["consist_coef"],
         "teacher_consist_schedule": t["consist_schedule"], "teacher_seed": t["seed"],
+        "teacher_checkpoint": t.get("checkpoint") or cfg.get("teacher_checkpoint", "last"),
         "model": cfg["model"], "dataset": cfg["data"]["name"], "seed": cfg["train"]["seed"],
         "epochs_planned": planned, "method": cfg["distill"]["method"], "run_dir": str(run_dir),
     }

@@ -23,8 +23,15 @@ def _stats(values: list) -> tuple[float | None, float | None, int]:
     return mean, std, len(vals)
 
 
-def setting_label(control: bool, lip: float, consist: float, schedule: str) -> str:
-    return "standard (control)" if control else f"lip={lip:g} consist={consist:g} {schedule}"
+def setting_label(control: bool, lip: float, consist: float, schedule: str, checkpoint: str | None = None) -> str:
+    if control:
+        return f"standard @ {checkpoint}" if is_early(checkpoint) else "standard (control)"
+    return f"lip={lip:g} consist={consist:g} {schedule}"
+
+
+def is_early(checkpoint: str | None) -> bool:
+    """A kept-epoch checkpoint (the early-stopped standard teacher), not the last or best."""
+    return bool(checkpoint) and checkpoint.startswith("epoch")
 
 
 def teacher_settings(rows: list[dict]) -> list[dict]:
@@ -50,10 +57,11 @@ def student_settings(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r["status"] == "finished":
             key = (r["method"], r["model"], r["teacher_model"], r["teacher_is_control"],
-                   r["teacher_lip_coef"], r["teacher_consist_coef"], r["teacher_consist_schedule"])
+                   r["teacher_lip_coef"], r["teacher_consist_coef"], r["teacher_consist_schedule"],
+                   r.get("teacher_checkpoint"))
             groups[key].append(r)
     out = []
-    for (method, model, t_model, control, lip, consist, sched), rs in groups.items():
+    for (method, model, t_model, control, lip, consist, sched, ck), rs in groups.items():
         val, _, _ = _stats([r["val_acc_last"] for r in rs])
         acc, sd, n = _stats([r["test_acc_last"] for r in rs])
         best, best_sd, _ = _stats([r["test_acc_best"] for r in rs])
@@ -61,8 +69,8 @@ def student_settings(rows: list[dict]) -> list[dict]:
         t_acc, _, _ = _stats([r["teacher_test_acc"] for r in rs])
         out.append({
             "method": method, "student": model, "teacher": t_model,
-            "setting": setting_label(control, lip, consist, sched), "is_control": control,
-            "teacher_lip_coef": lip, "teacher_consist_coef": consist,
+            "setting": setting_label(control, lip, consist, sched, ck), "is_control": control,
+            "early_stopped": is_early(ck), "teacher_lip_coef": lip, "teacher_consist_coef": consist,
             "teacher_consist_schedule": sched, "n": n, "val_acc_mean": val,
             "test_acc_mean": acc, "test_acc_std": sd, "test_acc_best_mean": best,
             "test_acc_best_std": best_sd, "agreement_mean": agree, "teacher_test_acc_mean": t_acc,
@@ -77,7 +85,7 @@ def best_per_method(settings: list[dict]) -> list[dict]:
     keys = sorted({(s["method"], s["student"]) for s in settings})
     for method, student in keys:
         group = [s for s in settings if (s["method"], s["student"]) == (method, student)]
-        control = next((s for s in group if s["is_control"]), None)
+        control = next((s for s in group if s["is_control"] and not s["early_stopped"]), None)
         candidates = [s for s in group if not s["is_control"] and s["val_acc_mean"] is not None]
         best = max(candidates, key=lambda s: s["val_acc_mean"], default=None)
         gain = None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import config as C
 from ..errors import SotError
+from ..results.store import PROXIES
 
 # short names for the keys a teacher search usually varies
 ALIASES = {"lip_coef": "reg.lip_coef", "consist_coef": "reg.consist_coef",
@@ -25,7 +26,7 @@ DOMAINS = ("grid", "choice", "loguniform", "uniform")
 EXECUTORS = ("auto", "trial", "train")
 TEACHER_RANK_METRICS = {"val_nll_last": "min", "val_nll_best": "min", "val_acc_last": "max",
                         "val_acc_best": "max", "val_ece_last": "min", "val_ece_best": "min",
-                        "train_kl_pstar_last": "min"}
+                        **{col: mode for col, mode, _ in PROXIES.values()}}
 
 
 @dataclass
@@ -43,6 +44,12 @@ class SelectSpec:
     metric: str = "val_nll_last"  # a proper scoring rule, not teacher accuracy
     mode: str | None = None
     checkpoint: str = "last"  # the teacher checkpoint students distil from: last | best
+    # also distil from these checkpoints of every control (standard) teacher, e.g. [epoch150]:
+    # the early-stopped standard teacher baseline (the epochs must be in train.keep_epochs)
+    control_checkpoints: list[str] = field(default_factory=list)
+    # teacher settings always handed on besides the top k, e.g. the paper's coefficients:
+    # [{lip_coef: 1.0e-5, consist_coef: 1.0}] (every finished teacher matching all given keys)
+    include: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +109,11 @@ class SweepSpec:
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     ray: RaySpec = field(default_factory=RaySpec)
     smoke: dict = field(default_factory=dict)
+    # the paper's numbers for this recipe ({what, acc, tolerance, model | student + method,
+    # teacher: standard | soteacher | standard@epochN}), checked by `sot-ray report` when every
+    # run has expected_at_epochs epochs
+    expected: list[dict] = field(default_factory=list)
+    expected_at_epochs: int | None = None
 
 
 def load_spec(path: str | Path | None, smoke: bool = False, overrides: list[str] | None = None) -> SweepSpec:
@@ -174,6 +186,16 @@ def validate_spec(spec: SweepSpec) -> None:
         raise SotError(f"teachers.select.metric must be one of {', '.join(TEACHER_RANK_METRICS)}")
     if sel.checkpoint not in ("last", "best"):
         raise SotError(f"teachers.select.checkpoint must be last or best, got {sel.checkpoint!r}")
+    for inc in sel.include:
+        bad = [k for k in inc if k not in ("lip_coef", "consist_coef", "consist_schedule", "seed")]
+        if bad:
+            raise SotError(f"teachers.select.include: unknown key {bad[0]!r}; use lip_coef, consist_coef, "
+                           "consist_schedule, seed")
+    keep = C.from_dict(C.TeacherConfig, trials[0]["config"]).train.keep_epochs
+    for name in sel.control_checkpoints:
+        if not (name.startswith("epoch") and name[5:].isdigit()) or int(name[5:]) not in keep:
+            raise SotError(f"teachers.select.control_checkpoints: {name!r} is not a kept epoch; give "
+                           f"epochN with N in teachers.config.train.keep_epochs ({keep})")
     s = spec.students
     if not s.models or not s.methods or not s.seeds:
         raise SotError("students.models, students.methods and students.seeds must not be empty")
@@ -321,11 +343,14 @@ def student_trials(spec: SweepSpec, teachers: list[dict]) -> list[dict]:
     trials = []
     for t in teachers:
         for model, method, seed in itertools.product(s.models, s.methods, s.seeds):
+            which = t.get("checkpoint") or spec.teachers.select.checkpoint
             cfg = C.merge(base, {"model": model, "teacher": t["teacher_path"],
-                                 "teacher_checkpoint": spec.teachers.select.checkpoint,
+                                 "teacher_checkpoint": which,
                                  "distill": {"method": method}, "train": {"seed": seed}})
             cfg["data"] = C.merge(cfg["data"], t["data"])
             tag = "control" if t["is_control"] else t["trial_name"].split("_", 1)[0]
+            if t.get("checkpoint"):
+                tag += f"-{t['checkpoint']}"
             trials.append({
                 "name": f"s{len(trials):03d}_{method}_{model}_from_{tag}_s{seed}".replace("+", "p"),
                 "config": cfg, "teacher": {k: t[k] for k in (

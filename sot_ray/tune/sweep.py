@@ -13,6 +13,7 @@ Experiment folder layout (``<storage>/<name>/``)::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import threading
 import time
@@ -233,13 +234,21 @@ def select_teachers(teacher_exp: Path, spec: SweepSpec) -> list[dict]:
     sign = 1.0 if sel.mode == "min" else -1.0
     ranked = sorted((r for r in rows if not r["is_control"] and r.get(sel.metric) is not None),
                     key=lambda r: sign * r[sel.metric])
-    chosen = ranked[:sel.k] + [r for r in rows if r["is_control"]]
+    chosen = ranked[:sel.k]
+    chosen += [r for r in ranked[sel.k:] if any(_matches(r, inc) for inc in sel.include)]
+    chosen += [r for r in rows if r["is_control"]]
     out = []
     for r in chosen:
         cfg = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())
         data = {k: cfg["data"][k] for k in ("name", "root", "val_fraction", "split_seed")}
         out.append(dict(r, teacher_path=r["run_dir"], data=data))
+        if r["is_control"]:  # the early-stopped standard teacher baselines
+            out += [dict(r, teacher_path=r["run_dir"], data=data, checkpoint=c) for c in sel.control_checkpoints]
     return out
+
+
+def _matches(row: dict, include: dict) -> bool:
+    return all(math.isclose(row[k], v) if isinstance(v, float) else row[k] == v for k, v in include.items())
 
 
 def sweep_students(spec: SweepSpec, storage: Path, teacher_exp: Path, name: str | None = None,
