@@ -171,7 +171,6 @@ class Trainer(abc.ABC):
         self.bundle = bundle
         self.build(bundle)
         D.broadcast_module_(self.model)  # same start on every rank, whatever its RNG did
-        self.compute = self._setup_compute()
         self.optimizer = torch.optim.SGD(self.trainable(), lr=cfg.optim.lr,
                                          momentum=cfg.optim.momentum,
                                          weight_decay=cfg.optim.weight_decay)
@@ -193,6 +192,7 @@ class Trainer(abc.ABC):
         pstar_loader = None
         if bundle.p_star_train is not None:
             pstar_loader = make_loader(bundle, "train", cfg.train.eval_batch_size, dev, train_mode=False)
+        self.compute = self._setup_compute()  # after a restore, so a bad checkpoint fails first
         self.before_training(train_loader, writer, resumed=has_ckpt)
         select = cfg.train.select_metric
         sign = 1.0 if C.SELECT_METRICS[select] == "max" else -1.0
