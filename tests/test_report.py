@@ -92,7 +92,8 @@ def test_report_markdown_and_figures(exp):
                     "## Which teacher proxy predicts student accuracy?", "## Figures"):
         assert section in text
     assert "**kd -> resnet8**: students of the best SoTeacher setting (lip=1e-05 consist=0.5 linear" in text
-    assert "+3.00 +- 0.00" in text  # paired gain of setting a, both seeds
+    assert "**+3.00 +- 0.00** points (mean +- std of 2 paired differences; more than 2 standard" in text
+    assert "its teachers' own test accuracy is 78% against the standard teacher's 80%" in text
     assert "standard @ epoch150" in text
     pngs = [p for p in paths if p.suffix == ".png"]
     assert len(pngs) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

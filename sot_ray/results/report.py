@@ -182,13 +182,23 @@ def _answer(students: list[dict], gains: dict) -> list[str]:
         best = max(settings, key=lambda k: _stats([r["val_acc_last"] for r in settings[k]])[0] or -1)
         g, sd, n = _stats([gains[r["trial_id"]] for r in settings[best]])
         t_acc = _stats([r["teacher_test_acc"] for r in settings[best]])[0]
-        verdict = "better" if g > 0 else "worse" if g < 0 else "the same"
+        verdict = "better" if g > 0 else "worse" if g < 0 else "no different"
+        se = sd / math.sqrt(n) if n > 1 else None
+        noise = ("" if se is None else
+                 "; within noise (less than 2 standard errors)" if abs(g) < 2 * se else
+                 "; more than 2 standard errors from zero")
         lines.append(f"- **{method} -> {model}**: students of the best SoTeacher setting ({best}, chosen on "
                      f"validation accuracy) are {verdict} than those of the standard teacher by "
-                     f"**{g:+.2f} +- {sd:.2f}** points (paired over {n} student seed(s)); its teacher's "
-                     f"own accuracy is {_fmt(t_acc, 4)}%.")
+                     f"**{g:+.2f} +- {sd:.2f}** points (mean +- std of {n} paired differences{noise}); "
+                     f"its teachers' own test accuracy is {_fmt(t_acc, 4)}% against the standard "
+                     f"teacher's {_fmt(_control_teacher_acc(students, method, model), 4)}%.")
     lines.append("")
     return lines
+
+
+def _control_teacher_acc(students: list[dict], method: str, model: str) -> float | None:
+    return _stats([s["teacher_test_acc"] for s in students if (s["method"], s["model"]) == (method, model)
+                   and s["teacher_is_control"] and not (s.get("teacher_checkpoint") or "").startswith("epoch")])[0]
 
 
 def _teacher_table(teachers: list[dict], proxies: list[str]) -> list[str]:
