@@ -328,6 +328,7 @@ def sweep_pipeline_cmd(ctx, config_file, name, storage, address, resume, smoke, 
     click.echo(render_table(summarize(exp)))
     click.echo(f"\nParquet: {exp / 'teachers.parquet'}, {exp / 'students.parquet'}")
     click.echo(f"TensorBoard: tensorboard --logdir {exp}")
+    click.echo(f"Report (Markdown + figures): sot-ray report {exp}")
     click.echo(f"pipeline wall time {time.perf_counter() - t0:.0f}s")
     _finish_sweep("teacher", t_result)
     _finish_sweep("student", s_result)
