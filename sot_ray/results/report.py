@@ -29,7 +29,7 @@ import yaml
 
 from ..errors import SotError
 from .store import PROXIES, read_rows
-from .summary import _stats, setting_label
+from .summary import _stats, is_early, setting_label
 
 FIGURES = ("student_acc_grid.png", "teacher_vs_student.png")
 
@@ -102,17 +102,17 @@ def _setting(r: dict, prefix: str = "") -> str:
                          r[f"{prefix}consist_schedule"], r.get("teacher_checkpoint") if prefix else None)
 
 
-def paired_gains(students: list[dict]) -> dict[str, list[float]]:
+def paired_gains(students: list[dict]) -> dict[str, float]:
     """Student-row id -> gain over its paired control student (same method, model, student seed;
     same teacher seed when the controls have one per seed), for non-control teachers."""
     control: dict[tuple, float] = {}
     for s in students:
-        if s["teacher_is_control"] and not (s.get("teacher_checkpoint") or "last").startswith("epoch"):
+        if s["teacher_is_control"] and not is_early(s.get("teacher_checkpoint")):
             control[(s["method"], s["model"], s["seed"], s["teacher_seed"])] = s["test_acc_last"]
             control.setdefault((s["method"], s["model"], s["seed"], None), s["test_acc_last"])
     out = {}
     for s in students:
-        if s["teacher_is_control"] and not (s.get("teacher_checkpoint") or "").startswith("epoch"):
+        if s["teacher_is_control"] and not is_early(s.get("teacher_checkpoint")):
             continue
         base = control.get((s["method"], s["model"], s["seed"], s["teacher_seed"]),
                            control.get((s["method"], s["model"], s["seed"], None)))
@@ -198,7 +198,7 @@ def _answer(students: list[dict], gains: dict) -> list[str]:
 
 def _control_teacher_acc(students: list[dict], method: str, model: str) -> float | None:
     return _stats([s["teacher_test_acc"] for s in students if (s["method"], s["model"]) == (method, model)
-                   and s["teacher_is_control"] and not (s.get("teacher_checkpoint") or "").startswith("epoch")])[0]
+                   and s["teacher_is_control"] and not is_early(s.get("teacher_checkpoint"))])[0]
 
 
 def _teacher_table(teachers: list[dict], proxies: list[str]) -> list[str]:
@@ -247,7 +247,7 @@ def correlations(students: list[dict], by_id: dict, proxies: list[str]) -> dict[
     better, so a positive signed rho always means "better by the proxy -> better students"."""
     acc: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for s in students:
-        if s["teacher_id"] in by_id and not (s.get("teacher_checkpoint") or "").startswith("epoch"):
+        if s["teacher_id"] in by_id and not is_early(s.get("teacher_checkpoint")):
             acc[(s["method"], s["model"])][s["teacher_id"]].append(s["test_acc_last"])
     out = {}
     for key, per_teacher in acc.items():
@@ -307,7 +307,7 @@ def _measure(e: dict, teachers: list[dict], students: list[dict]) -> float | Non
 
     def teacher_ok(control, lip, consist, checkpoint=None):
         if kind == "standard":
-            return control and not (checkpoint or "").startswith("epoch")
+            return control and not is_early(checkpoint)
         if kind.startswith("standard@"):
             return control and checkpoint == kind.split("@", 1)[1]
         return (not control and math.isclose(lip, e.get("lip_coef", 1e-5))
@@ -342,7 +342,7 @@ def _figures(plt, students: list[dict], out_dir: Path) -> list[Path]:
         ax.set_xlabel("teacher lip_coef")
         ax.set_ylabel("teacher consist_coef")
         control = _stats([s["test_acc_last"] for s in students if (s["method"], s["model"]) == (method, model)
-                          and s["teacher_is_control"] and not (s.get("teacher_checkpoint") or "").startswith("epoch")])[0]
+                          and s["teacher_is_control"] and not is_early(s.get("teacher_checkpoint"))])[0]
         ax.set_title(f"{method} -> {model}" + (f"\n(standard teacher: {control:.2f})" if control is not None else ""),
                      fontsize=9)
         for i, row in enumerate(grid):
