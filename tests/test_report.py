@@ -125,3 +125,13 @@ def test_report_without_matplotlib_says_how_to_install_it(exp):
     lines = (p.stdout + p.stderr).strip().splitlines()
     assert p.returncode != 0 and len(lines) == 1, lines
     assert "pip install matplotlib" in lines[0] and "--no-figures" in lines[0]
+
+
+def test_report_with_only_standard_teacher_students(tmp_path):
+    # every SoTeacher teacher stopped early by ASHA: only the baseline's students exist
+    e = tmp_path / "e"
+    ResultTable(e / "teachers.parquet", TEACHERS).upsert(teacher(*TEACHERS_[0]))
+    ResultTable(e / "students.parquet", STUDENTS).upsert(student(TEACHERS_[0], "kd", 0, 70.0))
+    text, paths = build_report(e)
+    assert "No SoTeacher student has a paired standard-teacher student" in text
+    assert all(p.is_file() for p in paths)

@@ -333,6 +333,11 @@ def _figures(plt, students: list[dict], out_dir: Path) -> list[Path]:
         rs = [s for s in students if (s["method"], s["model"]) == (method, model) and not s["teacher_is_control"]]
         lips = sorted({s["teacher_lip_coef"] for s in rs})
         cons = sorted({s["teacher_consist_coef"] for s in rs})
+        if not rs:  # e.g. every SoTeacher teacher was stopped early: only the baseline was distilled
+            ax.text(0.5, 0.5, "no SoTeacher students", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(f"{method} -> {model}", fontsize=9)
+            ax.set_axis_off()
+            continue
         grid = [[_stats([s["test_acc_last"] for s in rs if s["teacher_lip_coef"] == lip
                          and s["teacher_consist_coef"] == c])[0] for lip in lips] for c in cons]
         values = [[v if v is not None else float("nan") for v in row] for row in grid]
