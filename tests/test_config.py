@@ -56,6 +56,8 @@ def test_bad_yaml_files(tmp_path, text, match):
     ("data.val_fraction=0", "data.val_fraction must be in"),
     ("train.epochs=0", "train.epochs must be >= 1"),
     ("train.select_metric=val/f1", "unknown select_metric"),
+    ("train.keep_epochs=[0, 300]", r"train.keep_epochs must lie in \[1, 240\]"),
+    ("train.precision=fp16", "unknown train.precision 'fp16'"),
 ])
 def test_invalid_values(override, match):
     with pytest.raises(SotError, match=match):

@@ -106,6 +106,10 @@ def test_bad_student_input(teacher_dir, tmp_path, cifar_root):
     empty = tmp_path / "empty"
     empty.mkdir()
     _err(["--teacher", str(empty), *out], "holds no checkpoint")
+    _err(["--teacher", str(teacher_dir), "--teacher-checkpoint", "epoch1", *out],
+         "holds no checkpoint (checkpoints/epoch1.pt)")  # not kept (train.keep_epochs)
+    _err(["--teacher", str(teacher_dir), "--teacher-checkpoint", "middle", *out],
+         "teacher_checkpoint must be last, best or epochN")
     _err(["--teacher", str(teacher_dir), "--dataset", "cifar100", "--data-root", str(cifar_root), *out],
          "was trained on digits (10 classes, 32px), not on cifar100 (100 classes, 32px)")
     _err(["--teacher", str(teacher_dir), "--kd-weight", "-1", *out], "distill.kd_weight must be")

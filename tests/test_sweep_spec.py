@@ -76,6 +76,11 @@ def test_overrides_and_smoke_apply(tmp_path):
     (lambda d: d.update(students={"models": ["resnet9"]}), "resnet9"),
     (lambda d: d.update(resources={"workers": 0}), "resources.workers must be >= 1"),
     (lambda d: d.update(resources={"gpus_per_worker": 1.5}), "gpus_per_worker must be a fraction"),
+    (lambda d: d["teachers"].update(select={"control_checkpoints": ["epoch150"]}),
+     "teachers.select.control_checkpoints: 'epoch150' is not a kept epoch"),
+    (lambda d: d["teachers"].update(select={"include": [{"lr": 0.1}]}),
+     "teachers.select.include: unknown key 'lr'"),
+    (lambda d: d["teachers"].update(select={"metric": "vibes"}), "metric 'vibes' is not one of"),
     (lambda d: d.update(resources={"executor": "slurm"}), "resources.executor must be one of auto, trial, train"),
     (lambda d: d.update(resources={"executor": "trial", "workers": 2}), "executor trial runs one worker"),
 ])
