@@ -312,8 +312,15 @@ def validate(cfg) -> None:
         raise SotError(f"unknown train.precision {cfg.train.precision!r}; valid: {', '.join(PRECISIONS)}")
 
 
+def kept_epoch(name: str | None) -> int | None:
+    """N for a kept-epoch checkpoint name ``epochN`` (``train.keep_epochs``), else None."""
+    if name and name.startswith("epoch") and name[5:].isdigit() and int(name[5:]) >= 1:
+        return int(name[5:])
+    return None
+
+
 def is_checkpoint_name(name: str) -> bool:
-    return name in ("last", "best") or (name.startswith("epoch") and name[5:].isdigit() and int(name[5:]) >= 1)
+    return name in ("last", "best") or kept_epoch(name) is not None
 
 
 def _nonneg(name: str, v: float) -> None:

@@ -15,12 +15,13 @@ HISTORY = "history.jsonl"
 LOG = "train.log"  # progress lines of runs started by a sweep (may precede the config)
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
+TB = "tb"
 
 
 def checkpoint(which: str) -> str:
     """``last``, ``best`` or ``epochN`` (kept by ``train.keep_epochs``): its path in a run folder."""
     return f"checkpoints/{which}.pt"
-TB = "tb"
+
 
 # settings that may differ between the start and the resume of one run (where, not what)
 _MACHINE_KEYS = {("data", "root"), ("data", "num_workers"), ("train", "device"),

@@ -10,6 +10,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from ..config import kept_epoch
 from ..errors import SotError
 from .store import read_rows
 
@@ -31,7 +32,7 @@ def setting_label(control: bool, lip: float, consist: float, schedule: str, chec
 
 def is_early(checkpoint: str | None) -> bool:
     """A kept-epoch checkpoint (the early-stopped standard teacher), not the last or best."""
-    return bool(checkpoint) and checkpoint.startswith("epoch")
+    return kept_epoch(checkpoint) is not None
 
 
 def teacher_settings(rows: list[dict]) -> list[dict]:

@@ -193,7 +193,7 @@ def validate_spec(spec: SweepSpec) -> None:
                            "consist_schedule, seed")
     keep = C.from_dict(C.TeacherConfig, trials[0]["config"]).train.keep_epochs
     for name in sel.control_checkpoints:
-        if not (name.startswith("epoch") and name[5:].isdigit()) or int(name[5:]) not in keep:
+        if C.kept_epoch(name) not in keep:
             raise SotError(f"teachers.select.control_checkpoints: {name!r} is not a kept epoch; give "
                            f"epochN with N in teachers.config.train.keep_epochs ({keep})")
     s = spec.students

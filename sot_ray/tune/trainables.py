@@ -4,9 +4,10 @@ A trial is a Tune *function* trial. With the ``train`` executor it builds a Ray 
 ``TorchTrainer`` (Train V2) and fits it, and the workers run sot-ray's plain-PyTorch engine in the
 trial's run folder under the experiment's storage; with the ``trial`` executor (single-worker
 trials) the engine runs in the trial's own actor, which then holds the worker's resources,
-saving Ray Train's controller, worker group and their start-up. Every epoch's metrics go to Tune through Ray Train's ``TuneReportCallback``
-(ASHA reads ``epoch``); the engine's own checkpoints make a restored trial continue where it
-stopped, regularizer and method state included.
+saving Ray Train's controller, worker group and their start-up. Every epoch's metrics go to Tune
+(``tune.report`` in the trial, Ray Train's ``TuneReportCallback`` from workers; ASHA reads
+``epoch``); the engine's own checkpoints make a restored trial continue where it stopped,
+regularizer and method state included.
 """
 
 from __future__ import annotations
