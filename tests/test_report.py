@@ -134,4 +134,8 @@ def test_report_with_only_standard_teacher_students(tmp_path):
     ResultTable(e / "students.parquet", STUDENTS).upsert(student(TEACHERS_[0], "kd", 0, 70.0))
     text, paths = build_report(e)
     assert "No SoTeacher student has a paired standard-teacher student" in text
+    ResultTable(e / "teachers.parquet", TEACHERS).upsert(teacher(*TEACHERS_[1]))
+    ResultTable(e / "students.parquet", STUDENTS).upsert(student(TEACHERS_[1], "kd", 0, 71.0))
+    text, _ = build_report(e, figures=False)
+    assert "better than those of the standard teacher by **+1.00** points (a single pair: no estimate" in text
     assert all(p.is_file() for p in paths)

@@ -187,9 +187,10 @@ def _answer(students: list[dict], gains: dict) -> list[str]:
         noise = ("" if se is None else
                  "; within noise (less than 2 standard errors)" if abs(g) < 2 * se else
                  "; more than 2 standard errors from zero")
+        size = (f"**{g:+.2f} +- {sd:.2f}** points (mean +- std of {n} paired differences{noise})" if n > 1
+                else f"**{g:+.2f}** points (a single pair: no estimate of the noise)")
         lines.append(f"- **{method} -> {model}**: students of the best SoTeacher setting ({best}, chosen on "
-                     f"validation accuracy) are {verdict} than those of the standard teacher by "
-                     f"**{g:+.2f} +- {sd:.2f}** points (mean +- std of {n} paired differences{noise}); "
+                     f"validation accuracy) are {verdict} than those of the standard teacher by {size}; "
                      f"its teachers' own test accuracy is {_fmt(t_acc, 4)}% against the standard "
                      f"teacher's {_fmt(_control_teacher_acc(students, method, model), 4)}%.")
     lines.append("")
